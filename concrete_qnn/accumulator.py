@@ -1,0 +1,108 @@
+"""Integer code ranges, worst-case accumulator intervals and bit-widths.
+
+Pure functions on integers (numpy ``int64``): no torch, no Brevitas. They define the
+accumulator guarantee of ``DESIGN.md`` section 3 and are shared by the torch module, the
+certificate and the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def code_range(n_bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
+    """Smallest and largest integer code of a symmetric ``n_bits`` quantizer.
+
+    Signed: ``[-2^(b-1), 2^(b-1)-1]`` (narrow drops the lowest code);
+    unsigned: ``[0, 2^b-1]`` (narrow drops the highest code). Same as Brevitas'
+    ``min_int`` / ``max_int``.
+    """
+    if n_bits < 1:
+        raise ValueError(f"a quantizer needs at least 1 bit, got {n_bits}")
+    if signed:
+        low, high = -(2 ** (n_bits - 1)), 2 ** (n_bits - 1) - 1
+        return (low + 1 if narrow else low), high
+    return 0, (2**n_bits - 2 if narrow else 2**n_bits - 1)
+
+
+def signed_range(n_bits: int) -> tuple[int, int]:
+    """Values a signed ``n_bits`` accumulator holds: ``[-2^(n-1), 2^(n-1)-1]``."""
+    return code_range(n_bits, signed=True, narrow=False)
+
+
+def product_range(weight_range: tuple[int, int], input_range: tuple[int, int]) -> tuple[int, int]:
+    """Smallest and largest product of one weight code and one input code."""
+    corners = [w * x for w in weight_range for x in input_range]
+    return min(corners), max(corners)
+
+
+def max_fan_in(
+    weight_range: tuple[int, int], input_range: tuple[int, int], n_accum_bits: int
+) -> int:
+    """Largest ``k`` such that any ``k`` weight codes times any ``k`` input codes fit.
+
+    Every one of the ``k`` products lies in ``product_range``; the sum of ``k`` of them
+    lies in ``[k * pmin, k * pmax]``, which must sit inside the signed ``n_accum_bits``
+    range. Returns 0 when not even one product fits.
+
+    Raises
+    ------
+    ValueError
+        If every product is 0 (a quantizer with the single code 0): no fan-in bounds it.
+    """
+    accum_low, accum_high = signed_range(n_accum_bits)
+    product_low, product_high = product_range(weight_range, input_range)
+    if product_low == 0 and product_high == 0:
+        raise ValueError("every weight-input product is 0: the quantizers have no usable code")
+    limits = []
+    if product_high > 0:
+        limits.append(accum_high // product_high)
+    if product_low < 0:
+        limits.append(accum_low // product_low)
+    return min(limits)
+
+
+def accumulator_bounds(
+    weight_codes: np.ndarray, bias_codes: np.ndarray, input_range: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Worst-case accumulator interval of every neuron over all input codes.
+
+    Parameters
+    ----------
+    weight_codes : int array, shape (n_out, n_in)
+    bias_codes : int array, shape (n_out,), bias in accumulator units
+    input_range : (xmin, xmax), the input quantizer's codes
+
+    Returns
+    -------
+    lo, hi : int64 arrays, shape (n_out,)
+        ``lo_j = B_j + sum_i min(W_ji*xmin, W_ji*xmax)``, ``hi_j`` likewise with max.
+    """
+    weights = np.asarray(weight_codes, dtype=np.int64)
+    xmin, xmax = input_range
+    at_min, at_max = weights * xmin, weights * xmax
+    bias = np.asarray(bias_codes, dtype=np.int64)
+    low = bias + np.minimum(at_min, at_max).sum(axis=1)
+    high = bias + np.maximum(at_min, at_max).sum(axis=1)
+    return low, high
+
+
+def bits_needed(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Smallest signed bit-width ``n`` with ``-2^(n-1) <= low`` and ``high <= 2^(n-1)-1``.
+
+    Element-wise on int arrays; an interval ``[0, 0]`` needs 1 bit.
+    """
+    low = np.asarray(low, dtype=np.int64)
+    high = np.asarray(high, dtype=np.int64)
+    # -2^(n-1) <= low  <=>  n - 1 >= bit_length(-low - 1) for low < 0
+    # high <= 2^(n-1) - 1  <=>  n - 1 >= bit_length(high) for high >= 0
+    need_low = np.where(low < 0, _bit_length(-low - 1), 0)
+    need_high = np.where(high > 0, _bit_length(high), 0)
+    return np.maximum(need_low, need_high) + 1
+
+
+def _bit_length(values: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` element-wise for non-negative int64 values."""
+    return np.array([int(v).bit_length() for v in np.ravel(values)], dtype=np.int64).reshape(
+        np.shape(values)
+    )

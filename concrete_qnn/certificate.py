@@ -1,0 +1,109 @@
+"""The accumulator certificate: per-layer worst-case intervals and bit-widths.
+
+A certificate is computed from integer weight codes, bias codes and each layer's input code
+range alone (``DESIGN.md`` section 3): it is a proof by interval arithmetic, not a sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from concrete_qnn.accumulator import accumulator_bounds, bits_needed
+
+
+@dataclass(frozen=True)
+class LayerCertificate:
+    """Worst-case accumulators of one linear layer.
+
+    Attributes
+    ----------
+    name : str
+        Layer name in the module (``"fc0"``, ...).
+    input_range : (int, int)
+        The codes the layer's input quantizer can produce.
+    fan_in : int array, shape (n_out,)
+        Non-zero weight codes per neuron.
+    lo, hi : int64 arrays, shape (n_out,)
+        Worst-case accumulator interval per neuron, in accumulator units.
+    bits : int64 array, shape (n_out,)
+        Signed bit-width each neuron's interval needs.
+    """
+
+    name: str
+    input_range: tuple[int, int]
+    fan_in: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    bits: np.ndarray
+
+    @classmethod
+    def from_codes(
+        cls,
+        name: str,
+        weight_codes: np.ndarray,
+        bias_codes: np.ndarray,
+        input_range: tuple[int, int],
+    ) -> LayerCertificate:
+        """Certify one layer from its weight codes (n_out, n_in) and bias codes (n_out,)."""
+        lo, hi = accumulator_bounds(weight_codes, bias_codes, input_range)
+        fan_in = np.count_nonzero(np.asarray(weight_codes), axis=1)
+        return cls(name, tuple(int(v) for v in input_range), fan_in, lo, hi, bits_needed(lo, hi))
+
+
+@dataclass(frozen=True)
+class AccumulatorCertificate:
+    """Per-layer certificate of a whole network against a signed ``n_accum_bits`` bound."""
+
+    layers: tuple[LayerCertificate, ...]
+    n_accum_bits: int
+
+    @property
+    def max_bits(self) -> int:
+        """Largest accumulator bit-width over every neuron of every layer."""
+        return int(max(layer.bits.max() for layer in self.layers))
+
+    @property
+    def holds(self) -> bool:
+        """True when every neuron fits ``n_accum_bits`` signed bits."""
+        return self.max_bits <= self.n_accum_bits
+
+    def rows(self) -> list[dict]:
+        """One summary dict per layer: fan-in (max), lo (min), hi (max), bits (max)."""
+        return [
+            {
+                "layer": layer.name,
+                "neurons": int(layer.fan_in.size),
+                "fan_in": int(layer.fan_in.max()),
+                "input_codes": f"[{layer.input_range[0]}, {layer.input_range[1]}]",
+                "lo": int(layer.lo.min()),
+                "hi": int(layer.hi.max()),
+                "bits": int(layer.bits.max()),
+            }
+            for layer in self.layers
+        ]
+
+    def to_frame(self):
+        """The summary table as a pandas DataFrame, one row per layer."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows()).set_index("layer")
+
+    def to_text(self) -> str:
+        """The summary table as aligned text, with the verdict on its last line."""
+        rows = self.rows()
+        columns = list(rows[0])
+        cells = [columns] + [[str(row[c]) for c in columns] for row in rows]
+        widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+        lines = [
+            "  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in cells
+        ]
+        verdict = "holds" if self.holds else "VIOLATED"
+        lines.append(
+            f"max accumulator: {self.max_bits} bits, bound {self.n_accum_bits} bits: {verdict}"
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()

@@ -1,0 +1,422 @@
+"""SparseQuantNeuralNetwork: shape, validation, pruning and the accumulator guarantee."""
+
+import inspect
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from brevitas import nn as qnn
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from concrete_qnn import MAX_BITWIDTH_BACKWARD_COMPATIBLE, SparseQuantNeuralNetwork
+from concrete_qnn.accumulator import code_range, max_fan_in
+
+
+def brevitas_layer_codes(net, layer):
+    """Weight codes, bias codes and input codes of one layer, read off Brevitas itself.
+
+    The bias codes come from the forward pass on an all-zero input (code 0), so they are
+    what the network really adds, not what our own extraction believes.
+    """
+    net.eval()
+    fc, quant = getattr(net, f"fc{layer}"), getattr(net, f"quant{layer}")
+    with torch.no_grad():
+        quant_weight = fc.quant_weight()
+        input_scale = quant.act_quant.scale()
+        unit = (quant_weight.scale.reshape(-1) * input_scale).double()
+        at_zero = fc(quant(torch.zeros(1, fc.in_features)))[0].double()
+    int_quant = quant.act_quant.fused_activation_quant_proxy.tensor_quant.int_quant
+    width = torch.tensor(float(net.n_a_bits))
+    inputs = (int(int_quant.min_int(width)), int(int_quant.max_int(width)))
+    bias = torch.round(at_zero / unit).long().tolist()
+    return quant_weight.int().long().tolist(), bias, inputs, unit
+
+
+def worst_case_bits(net):
+    """Every neuron's worst-case signed bit-width, in Python integers."""
+    bits = []
+    for layer in range(net.n_layers):
+        weights, bias, (xmin, xmax), _ = brevitas_layer_codes(net, layer)
+        for row, b in zip(weights, bias, strict=True):
+            low = b + sum(min(w * xmin, w * xmax) for w in row)
+            high = b + sum(max(w * xmin, w * xmax) for w in row)
+            n = 1
+            while not (-(2 ** (n - 1)) <= low and high <= 2 ** (n - 1) - 1):
+                n += 1
+            bits.append(n)
+    return bits
+
+
+def train_steps(net, n_features, steps=3, lr=0.05, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, n_features, generator=generator) * 2
+    target = torch.randn(64, net.n_outputs, generator=generator)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(steps):
+        loss = (net(x) - target).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return x
+
+
+# ---------------------------------------------------------------------- shape
+def test_signature_and_defaults():
+    parameters = inspect.signature(SparseQuantNeuralNetwork.__init__).parameters
+    assert list(parameters)[1:] == [
+        "input_dim",
+        "n_layers",
+        "n_outputs",
+        "n_hidden_neurons_multiplier",
+        "n_w_bits",
+        "n_a_bits",
+        "n_accum_bits",
+        "n_prune_neurons_percentage",
+        "activation_function",
+        "quant_narrow",
+        "quant_signed",
+    ]
+    defaults = {name: p.default for name, p in parameters.items()}
+    assert defaults["n_hidden_neurons_multiplier"] == 4
+    assert defaults["n_w_bits"] == 3 and defaults["n_a_bits"] == 3
+    assert defaults["n_accum_bits"] == 8 == MAX_BITWIDTH_BACKWARD_COMPATIBLE
+    assert defaults["n_prune_neurons_percentage"] == 0.0
+    assert defaults["activation_function"] is torch.nn.ReLU
+    assert defaults["quant_narrow"] is False and defaults["quant_signed"] is True
+    for name in ("input_dim", "n_layers", "n_outputs"):
+        assert parameters[name].default is inspect.Parameter.empty
+
+
+def test_layer_names_types_and_shapes():
+    net = SparseQuantNeuralNetwork(
+        input_dim=5, n_layers=3, n_outputs=2, n_hidden_neurons_multiplier=2.5
+    )
+    names = [name for name, _ in net.named_children()]
+    assert names == ["quant0", "fc0", "act0", "quant1", "fc1", "act1", "quant2", "fc2"]
+    shapes = [(12, 5), (12, 12), (2, 12)]
+    for i, shape in enumerate(shapes):
+        assert isinstance(getattr(net, f"quant{i}"), qnn.QuantIdentity)
+        fc = getattr(net, f"fc{i}")
+        assert isinstance(fc, qnn.QuantLinear)
+        assert tuple(fc.weight.shape) == shape and fc.bias.shape == (shape[0],)
+    assert isinstance(net.act0, torch.nn.ReLU) and isinstance(net.act1, torch.nn.ReLU)
+    assert net(torch.randn(7, 5)).shape == (7, 2)
+    sigmoid = SparseQuantNeuralNetwork(5, 2, 1, activation_function=torch.nn.Sigmoid)
+    assert isinstance(sigmoid.act0, torch.nn.Sigmoid)
+
+
+def test_quantizers_follow_the_configuration():
+    net = SparseQuantNeuralNetwork(
+        4, 2, 3, n_w_bits=4, n_a_bits=2, quant_narrow=True, quant_signed=False
+    )
+    assert net.quant0.act_quant.is_signed is False
+    assert net.quant1.act_quant.is_narrow_range is True
+    assert int(net.quant1.act_quant.bit_width()) == 2
+    assert int(net.fc0.weight_quant.bit_width()) == 4
+    assert net.fc0.weight_quant.is_narrow_range is True
+    codes = net.fc0.quant_weight().int()
+    assert int(codes.min()) >= -7 and int(codes.max()) <= 7
+
+
+# ---------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_layers": 0}, r"n_layers must be an integer >= 1, got 0"),
+        ({"input_dim": 0}, r"input_dim must be an integer >= 1, got 0"),
+        ({"n_outputs": 0}, r"n_outputs must be an integer >= 1, got 0"),
+        ({"n_layers": 2.5}, r"n_layers must be an integer >= 1, got 2.5"),
+        ({"n_w_bits": 0}, r"n_w_bits must be an integer >= 1, got 0"),
+        ({"n_a_bits": 0}, r"n_a_bits must be an integer >= 1, got 0"),
+        ({"n_accum_bits": 0}, r"n_accum_bits must be an integer >= 1, got 0"),
+        (
+            {"n_hidden_neurons_multiplier": 0.1},
+            r"n_hidden_neurons_multiplier must make the hidden width .* >= 1",
+        ),
+        ({"n_prune_neurons_percentage": 1.0}, r"n_prune_neurons_percentage must be in \[0, 1\)"),
+        ({"n_prune_neurons_percentage": -0.1}, r"n_prune_neurons_percentage must be in \[0, 1\)"),
+        ({"activation_function": torch.nn.ReLU()}, r"activation_function must be a torch.nn"),
+        ({"activation_function": int}, r"activation_function must be a torch.nn"),
+        ({"n_w_bits": 1}, r"n_w_bits=1 .* no positive code"),
+        ({"n_a_bits": 1}, r"n_a_bits=1 .* no positive code"),
+        (
+            {"n_a_bits": 1, "quant_signed": False, "quant_narrow": True},
+            r"n_a_bits=1 .* activation codes \[0, 0\]",
+        ),
+        ({"n_accum_bits": 4}, r"n_accum_bits=4 is too small for n_w_bits=3 and n_a_bits=3"),
+    ],
+)
+def test_invalid_parameters_raise(kwargs, message):
+    arguments = {"input_dim": 3, "n_layers": 2, "n_outputs": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        SparseQuantNeuralNetwork(**arguments)
+
+
+def test_enable_pruning_refuses_a_bound_that_fits_no_weight():
+    net = SparseQuantNeuralNetwork(3, 2, 2)
+    net.n_accum_bits = 3
+    with pytest.raises(ValueError, match="n_accum_bits=3 is too small"):
+        net.enable_pruning()
+
+
+def test_wrong_feature_count_names_both_counts():
+    net = SparseQuantNeuralNetwork(4, 2, 2)
+    with pytest.raises(ValueError, match=r"4 features, got shape \(3, 5\) with 5 features"):
+        net(torch.zeros(3, 5))
+
+
+def test_unsigned_one_bit_activations_are_computed_exactly():
+    net = SparseQuantNeuralNetwork(3, 1, 2, n_a_bits=1, quant_signed=False)
+    assert net.input_code_range == (0, 1)
+    train_steps(net, 3)
+    certificate = net.make_pruning_permanent()
+    assert_certificate_matches_enumeration(net, certificate)
+
+
+# ---------------------------------------------------------------------- fan-in
+@pytest.mark.parametrize(
+    ("w_bits", "a_bits", "signed", "narrow", "accum", "expected"),
+    [
+        (3, 3, True, False, 8, 7),
+        (3, 3, False, False, 8, 4),
+        (2, 2, True, False, 5, 3),
+        (4, 4, True, False, 10, 7),
+        (3, 3, True, True, 8, 14),
+    ],
+)
+def test_max_active_neurons(w_bits, a_bits, signed, narrow, accum, expected):
+    net = SparseQuantNeuralNetwork(
+        3,
+        1,
+        1,
+        n_w_bits=w_bits,
+        n_a_bits=a_bits,
+        n_accum_bits=accum,
+        quant_signed=signed,
+        quant_narrow=narrow,
+    )
+    assert net.max_active_neurons() == expected
+
+
+def test_pruning_keeps_the_largest_weights_and_rechooses_them():
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(20, 2, 3)
+    dense = net.fc0.weight.detach().clone()
+    net.enable_pruning()
+    net.enable_pruning()  # idempotent: a single mask
+    assert len(net.fc0.parametrizations.weight) == 1
+    kept = net.fc0.weight.detach()
+    assert (kept != 0).sum(dim=1).max() == 7
+    expected = dense.abs().topk(7, dim=1).indices.sort(dim=1).values
+    assert torch.equal((kept != 0).nonzero()[:, 1].reshape(-1, 7), expected)
+    with torch.no_grad():  # a pruned weight grows past the kept ones: it comes back
+        original = net.fc0.parametrizations.weight.original
+        pruned = int((kept[0] == 0).nonzero()[0])
+        original[0, pruned] = 10.0
+    assert net.fc0.weight[0, pruned] == 10.0
+    assert (net.fc0.weight[0] != 0).sum() == 7
+
+
+def test_pruned_weights_still_receive_gradients():
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(20, 2, 3)
+    net.enable_pruning()
+    net(torch.randn(32, 20)).sum().backward()
+    grad = net.fc0.parametrizations.weight.original.grad
+    pruned = net.fc0.weight.detach() == 0
+    assert grad[pruned].abs().sum() > 0
+
+
+def test_permanent_pruning_leaves_plain_layers_that_load_into_a_fresh_module():
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(10, 3, 2)
+    net.enable_pruning()
+    x = train_steps(net, 10)
+    net.make_pruning_permanent()
+    assert not net.pruning_enabled
+    keys = list(net.state_dict())
+    assert not any(
+        "parametrizations" in k or "weight_orig" in k or "weight_mask" in k for k in keys
+    )
+    fresh = SparseQuantNeuralNetwork(10, 3, 2)
+    fresh.load_state_dict(net.state_dict())
+    net.eval()
+    fresh.eval()
+    assert torch.equal(fresh(x), net(x))
+    for fc in net.linear_layers():
+        assert int((fc.quant_weight().int() != 0).sum(dim=1).max()) <= 7
+
+
+def test_structured_pruning_removes_the_fraction_and_keeps_the_function():
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(4, 3, 2, n_prune_neurons_percentage=0.5)
+    net.enable_pruning()
+    x = train_steps(net, 4)
+    net.eval()
+    before = net(x)
+    net.make_pruning_permanent()
+    net.eval()
+    assert (net.fc0.out_features, net.fc1.in_features) == (8, 8)
+    assert (net.fc1.out_features, net.fc2.in_features) == (8, 8)
+    assert net.fc0.in_features == 4 and net.fc2.out_features == 2
+    torch.testing.assert_close(net(x), before)
+    net.enable_pruning()  # a second enable prunes no further neurons
+    net.make_pruning_permanent()
+    assert net.fc0.out_features == 8
+
+
+def test_structured_pruning_rounds_the_count_down_and_keeps_a_neuron():
+    net = SparseQuantNeuralNetwork(
+        3, 2, 2, n_hidden_neurons_multiplier=1, n_prune_neurons_percentage=0.9
+    )
+    net.make_pruning_permanent()
+    assert net.fc0.out_features == 1 and net.fc1.in_features == 1
+    assert net(torch.randn(5, 3)).shape == (5, 2)
+
+
+# ---------------------------------------------------------------------- certificate
+def assert_certificate_matches_enumeration(net, certificate):
+    """lo/hi of every neuron equal the extremes over all input code vectors."""
+    for layer, layer_certificate in enumerate(certificate.layers):
+        weights, bias, (xmin, xmax), _ = brevitas_layer_codes(net, layer)
+        weights, bias = np.array(weights), np.array(bias)
+        all_inputs = np.array(
+            list(itertools.product(range(xmin, xmax + 1), repeat=weights.shape[1]))
+        )
+        sums = all_inputs @ weights.T + bias
+        np.testing.assert_array_equal(layer_certificate.lo, sums.min(axis=0))
+        np.testing.assert_array_equal(layer_certificate.hi, sums.max(axis=0))
+        np.testing.assert_array_equal(layer_certificate.fan_in, (weights != 0).sum(axis=1))
+        assert layer_certificate.input_range == (xmin, xmax)
+
+
+@pytest.mark.parametrize(
+    ("signed", "narrow", "a_bits"),
+    [(True, False, 2), (False, False, 2), (True, True, 3), (False, True, 2)],
+)
+def test_certificate_equals_brute_force_on_tiny_layers(signed, narrow, a_bits):
+    torch.manual_seed(1)
+    net = SparseQuantNeuralNetwork(
+        4,
+        2,
+        2,
+        n_hidden_neurons_multiplier=1,
+        n_a_bits=a_bits,
+        quant_signed=signed,
+        quant_narrow=narrow,
+        n_accum_bits=6,
+    )
+    train_steps(net, 4)
+    certificate = net.make_pruning_permanent()
+    assert certificate.holds and certificate.max_bits <= 6
+    assert_certificate_matches_enumeration(net, certificate)
+
+
+def test_certificate_table_as_text_and_frame():
+    net = SparseQuantNeuralNetwork(4, 2, 3)
+    train_steps(net, 4)
+    certificate = net.make_pruning_permanent()
+    text = certificate.to_text()
+    assert text.splitlines()[0].split() == [
+        "layer",
+        "neurons",
+        "fan_in",
+        "input_codes",
+        "lo",
+        "hi",
+        "bits",
+    ]
+    assert "bound 8 bits: holds" in text
+    frame = certificate.to_frame()
+    assert list(frame.index) == ["fc0", "fc1"]
+    assert frame.loc["fc1", "neurons"] == 3
+    assert frame["bits"].max() == certificate.max_bits <= 8
+
+
+def test_large_biases_are_clamped_and_reported():
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(6, 2, 2)
+    net.enable_pruning()
+    train_steps(net, 6)
+    with torch.no_grad():
+        net.fc1.bias[:] = torch.tensor([1e3, -1e3])
+    with pytest.warns(UserWarning, match="repaired accumulators"):
+        certificate = net.make_pruning_permanent()
+    assert net.pruning_repairs["biases_clamped"] >= 2
+    assert certificate.holds
+    assert max(worst_case_bits(net)) <= 8
+
+
+def test_weights_over_the_bound_are_dropped_when_pruning_was_bypassed():
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(30, 1, 3)
+    net.make_pruning_permanent()
+    with torch.no_grad():  # undo the fan-in cap behind the module's back
+        net.fc0.weight[:] = torch.linspace(-1, 1, 90).reshape(3, 30)
+    repairs = net._repair_overflows()
+    assert repairs["weights_dropped"] > 0
+    assert max(worst_case_bits(net)) <= 8
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_w_bits=st.integers(2, 8),
+    n_a_bits=st.integers(2, 8),
+    n_accum_bits=st.integers(4, 16),
+    signed=st.booleans(),
+    narrow=st.booleans(),
+    input_dim=st.integers(1, 12),
+    n_layers=st.integers(1, 3),
+    multiplier=st.sampled_from([0.5, 1, 2, 3]),
+    n_outputs=st.integers(1, 4),
+    bias_magnitude=st.sampled_from([0.0, 1.0, 100.0, 1e6]),
+    prune_fraction=st.sampled_from([0.0, 0.25]),
+    seed=st.integers(0, 2**16),
+)
+def test_every_accumulator_fits_after_permanent_pruning(
+    n_w_bits,
+    n_a_bits,
+    n_accum_bits,
+    signed,
+    narrow,
+    input_dim,
+    n_layers,
+    multiplier,
+    n_outputs,
+    bias_magnitude,
+    prune_fraction,
+    seed,
+):
+    weights = code_range(n_w_bits, True, narrow)
+    inputs = code_range(n_a_bits, signed, narrow)
+    assume(max_fan_in(weights, inputs, n_accum_bits) >= 1)
+    assume(n_layers == 1 or int(input_dim * multiplier) >= 1)
+    torch.manual_seed(seed)
+    net = SparseQuantNeuralNetwork(
+        input_dim,
+        n_layers,
+        n_outputs,
+        n_hidden_neurons_multiplier=multiplier,
+        n_w_bits=n_w_bits,
+        n_a_bits=n_a_bits,
+        n_accum_bits=n_accum_bits,
+        n_prune_neurons_percentage=prune_fraction,
+        quant_narrow=narrow,
+        quant_signed=signed,
+    )
+    with torch.no_grad():
+        for fc in net.linear_layers():
+            fc.weight.mul_(torch.rand_like(fc.weight) * 5)
+            fc.bias.uniform_(-bias_magnitude, bias_magnitude)
+    net.enable_pruning()
+    train_steps(net, input_dim, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        certificate = net.make_pruning_permanent()
+    recomputed = worst_case_bits(net)
+    assert max(recomputed) <= n_accum_bits
+    assert certificate.max_bits == max(recomputed)
