@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 
@@ -206,6 +207,35 @@ class SparseQuantNeuralNetwork(nn.Module):
         """The ``fc{i}`` layers, first to last."""
         return [getattr(self, f"fc{i}") for i in range(self.n_layers)]
 
+    def get_config(self) -> dict:
+        """The constructor arguments, by name."""
+        names = list(inspect.signature(SparseQuantNeuralNetwork.__init__).parameters)[1:]
+        return {name: getattr(self, name) for name in names}
+
+    def layer_widths(self) -> list[int]:
+        """``[input_dim, hidden widths (after structured pruning)..., n_outputs]``."""
+        layers = self.linear_layers()
+        return [fc.in_features for fc in layers] + [layers[-1].out_features]
+
+    def _resize(self, widths: list[int]) -> None:
+        """Replace every ``fc{i}`` whose shape differs from ``widths`` by a fresh layer."""
+        for i, fc in enumerate(self.linear_layers()):
+            if (fc.in_features, fc.out_features) != (widths[i], widths[i + 1]):
+                setattr(self, f"fc{i}", self._make_linear(widths[i], widths[i + 1]))
+
+    def __reduce__(self):
+        # Brevitas layers do not pickle (their injector classes): rebuild from the
+        # configuration, the pruned widths, the pruning state and the state_dict.
+        state = {
+            "widths": self.layer_widths(),
+            "pruning_enabled": self.pruning_enabled,
+            "neurons_pruned": self.neurons_pruned,
+            "pruning_repairs": dict(self.pruning_repairs),
+            "training": self.training,
+            "state_dict": self.state_dict(),
+        }
+        return (_rebuild_network, (self.get_config(), state))
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map float inputs of shape (N, input_dim) to outputs of shape (N, n_outputs)."""
@@ -389,6 +419,23 @@ class SparseQuantNeuralNetwork(nn.Module):
                 LayerCertificate.from_codes(f"fc{i}", weights, bias, self.input_code_range)
             )
         return AccumulatorCertificate(tuple(layers), self.n_accum_bits)
+
+
+def _rebuild_network(config: dict, state: dict) -> SparseQuantNeuralNetwork:
+    """Inverse of ``SparseQuantNeuralNetwork.__reduce__``."""
+    net = SparseQuantNeuralNetwork(**config)
+    net._resize(state["widths"])
+    if state["pruning_enabled"]:
+        net.neurons_pruned = True  # the saved masks are loaded below, none is chosen now
+        net.enable_pruning()
+    net.neurons_pruned = state["neurons_pruned"]
+    net.pruning_repairs = state["pruning_repairs"]
+    tensors = list(state["state_dict"].values())
+    if tensors:
+        net.to(tensors[0].device)
+    net.load_state_dict(state["state_dict"])
+    net.train(state["training"])
+    return net
 
 
 def _positive_int(name: str, value) -> int:

@@ -1,0 +1,345 @@
+"""QNNClassifier and QNNRegressor: skorch estimators around SparseQuantNeuralNetwork."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from concrete_qnn.callbacks import AccumulatorPruning
+from concrete_qnn.certificate import AccumulatorCertificate
+from concrete_qnn.qnn_module import SparseQuantNeuralNetwork
+
+# Parameters fixed by the data, never by the user.
+_DATA_PARAMETERS = ("module", "module__input_dim", "module__n_outputs")
+
+
+class _QNNEstimatorMixin:
+    """What both estimators add to skorch: data validation, seeding, pruning, ``prune``.
+
+    Subclasses implement ``_validate_targets(y, reset) -> (y_for_torch, n_outputs)``.
+    """
+
+    def _init_qnn(self, module_params: dict, random_state, kwargs: dict) -> None:
+        given = [name for name in _DATA_PARAMETERS if name in kwargs]
+        if given:
+            raise ValueError(
+                f"{type(self).__name__} sets {', '.join(given)} itself: the module is "
+                "SparseQuantNeuralNetwork, input_dim and n_outputs come from the data in fit"
+            )
+        super().__init__(SparseQuantNeuralNetwork, **module_params, **kwargs)
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ parameters
+    def _get_param_names(self):
+        hidden = {"module", "_params_to_validate"}
+        return [name for name in super()._get_param_names() if name not in hidden]
+
+    @property
+    def _default_callbacks(self):
+        return [*super()._default_callbacks, ("accumulator_pruning", AccumulatorPruning())]
+
+    def initialize_callbacks(self):
+        """skorch's callbacks, with the pruning moved after every other one."""
+        super().initialize_callbacks()
+        pruning = [item for item in self.callbacks_ if item[0] == "accumulator_pruning"]
+        others = [item for item in self.callbacks_ if item[0] != "accumulator_pruning"]
+        self.callbacks_ = others + pruning
+        return self
+
+    def initialize_module(self):
+        """Build the module with ``input_dim`` and ``n_outputs`` taken from the data."""
+        self.module_ = SparseQuantNeuralNetwork(
+            input_dim=self.n_features_in_,
+            n_outputs=self.n_outputs_,
+            **self.get_params_for("module"),
+        )
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(self.initialized_) and hasattr(self, "n_features_in_")
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y, **fit_params):
+        """Train on ``X`` (n_samples, n_features) and ``y``; prune; return ``self``."""
+        X, y = self._validate_fit_data(X, y, reset=True)
+        with self._seeded():
+            if not self.warm_start or not self.initialized_:
+                self.initialize()
+            NeuralNet.partial_fit(self, X, y, **fit_params)
+        return self
+
+    def partial_fit(self, X, y, classes=None, **fit_params):
+        """Train ``max_epochs`` more epochs from the current weights (initializes once)."""
+        first_call = not self.initialized_
+        if classes is not None and first_call:
+            self.classes = classes
+        X, y = self._validate_fit_data(X, y, reset=first_call)
+        with self._seeded():
+            if first_call:
+                self.initialize()
+            NeuralNet.partial_fit(self, X, y, **fit_params)
+        return self
+
+    def _validate_fit_data(self, X, y, reset: bool):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
+        X, y = validate_data(
+            self,
+            _to_numpy(X),
+            _to_numpy(y),
+            reset=reset,
+            dtype=np.float32,
+            multi_output=True,
+            y_numeric=False,
+        )
+        y, n_outputs = self._validate_targets(y, reset=reset)
+        if reset:
+            self.n_outputs_ = n_outputs
+        return X, y
+
+    @contextmanager
+    def _seeded(self):
+        """Seed torch from ``random_state`` without disturbing the caller's RNG."""
+        if self.random_state is None:
+            yield
+            return
+        if isinstance(self.random_state, bool) or not isinstance(
+            self.random_state, numbers.Integral
+        ):
+            raise ValueError(f"random_state must be None or an integer, got {self.random_state!r}")
+        devices = [torch.device(self.device).index or 0] if "cuda" in str(self.device) else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(self.random_state))
+            yield
+
+    # ------------------------------------------------------------------ inference
+    def _validate_predict_data(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, _to_numpy(X), reset=False, dtype=np.float32)
+
+    def forward_outputs(self, X) -> np.ndarray:
+        """Raw network outputs, float32 array (n_samples, n_outputs_)."""
+        X = self._validate_predict_data(X)
+        return NeuralNet.predict_proba(self, X)
+
+    @property
+    def certificate_(self) -> AccumulatorCertificate:
+        """The fitted network's accumulator certificate (DESIGN.md section 3)."""
+        check_is_fitted(self)
+        return self.module_.accumulator_certificate()
+
+    # ------------------------------------------------------------------ pruning
+    def prune(self, X, y, n_prune_neurons_percentage, **fit_params):
+        """A new fitted estimator with that fraction of hidden neurons pruned, fine-tuned.
+
+        The copy is trained ``max_epochs`` more epochs on ``X, y`` from the current
+        weights; ``self`` is left untouched.
+
+        Raises
+        ------
+        NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``n_prune_neurons_percentage`` is outside [0, 1) or the network was already
+            pruned structurally.
+        """
+        check_is_fitted(self)
+        if not (
+            isinstance(n_prune_neurons_percentage, numbers.Real)
+            and 0.0 <= n_prune_neurons_percentage < 1.0
+        ):
+            raise ValueError(
+                f"n_prune_neurons_percentage must be in [0, 1), got {n_prune_neurons_percentage!r}"
+            )
+        if self.module_.neurons_pruned:
+            raise ValueError(
+                "this model's hidden neurons were already pruned structurally "
+                f"(n_prune_neurons_percentage={self.module_.n_prune_neurons_percentage}); "
+                "prune the model it came from instead"
+            )
+        pruned = copy.deepcopy(self)
+        # Set directly: skorch's set_params would re-initialize the module.
+        pruned.module_.n_prune_neurons_percentage = float(n_prune_neurons_percentage)
+        vars(pruned)["module__n_prune_neurons_percentage"] = float(n_prune_neurons_percentage)
+        pruned.partial_fit(X, y, **fit_params)
+        return pruned
+
+    # ------------------------------------------------------------------ pickling
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if getattr(self, "optimizer_", None) is not None and self.initialized_:
+            # The module is rebuilt on unpickling: point the optimizer at its parameters.
+            previous = self.optimizer_.state_dict()
+            self.initialize_optimizer()
+            self.optimizer_.load_state_dict(previous)
+
+
+class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
+    """Classifier whose network runs within ``module__n_accum_bits`` accumulators.
+
+    Parameters ``module__*`` are those of ``SparseQuantNeuralNetwork`` (``input_dim`` and
+    ``n_outputs`` come from the data). Other keyword arguments are skorch's
+    (``criterion__weight``, ``callbacks``, ``device``, ``iterator_train__*``, ...).
+    ``random_state`` seeds torch for bit-identical refits.
+
+    Attributes
+    ----------
+    classes_ : ndarray (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, when fitted on a DataFrame with string columns
+    certificate_ : AccumulatorCertificate
+    """
+
+    def __init__(
+        self,
+        module__n_layers=3,
+        module__n_hidden_neurons_multiplier=4,
+        module__n_w_bits=3,
+        module__n_a_bits=3,
+        module__n_accum_bits=8,
+        module__n_prune_neurons_percentage=0.0,
+        module__activation_function=torch.nn.ReLU,
+        module__quant_narrow=False,
+        module__quant_signed=True,
+        *,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.AdamW,
+        lr=0.002,
+        max_epochs=60,
+        batch_size=64,
+        train_split=None,
+        iterator_train__shuffle=True,
+        random_state=None,
+        verbose=0,
+        **kwargs,
+    ):
+        module_params = {k: v for k, v in locals().items() if k.startswith("module__")}
+        self._init_qnn(
+            module_params,
+            random_state,
+            dict(
+                criterion=criterion,
+                optimizer=optimizer,
+                lr=lr,
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                train_split=train_split,
+                iterator_train__shuffle=iterator_train__shuffle,
+                verbose=verbose,
+                **kwargs,
+            ),
+        )
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.label_encoder_.classes_
+
+    def _validate_targets(self, y, reset):
+        check_classification_targets(y)
+        y = column_or_1d(y, warn=True)
+        if reset:
+            labels = y if self.classes is None else np.asarray(self.classes)
+            self.label_encoder_ = LabelEncoder().fit(labels)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes in the data, "
+                    f"but the data contains only one class: {self.classes_[0]!r}"
+                )
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y contains labels not seen in the first fit: {unknown[:5]}")
+        return self.label_encoder_.transform(y).astype(np.int64), len(self.classes_)
+
+    def initialize_criterion(self):
+        """The criterion, with ``criterion__weight`` accepted as a list or an array."""
+        params = self.get_params_for("criterion")
+        if params.get("weight") is not None:
+            params["weight"] = torch.as_tensor(np.asarray(params["weight"], dtype=np.float32))
+        self.criterion_ = self.criterion(**params)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, float64 array (n_samples, n_classes); rows sum to 1."""
+        logits = torch.as_tensor(self.forward_outputs(X))
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Labels of ``classes_``, array (n_samples,)."""
+        return self.classes_[self.forward_outputs(X).argmax(axis=1)]
+
+
+class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
+    """Regressor whose network runs within ``module__n_accum_bits`` accumulators.
+
+    ``y`` may be 1-D (n_samples,) or 2-D (n_samples, n_targets); ``predict`` returns the
+    same dimensionality. Other parameters as ``QNNClassifier``.
+    """
+
+    def __init__(
+        self,
+        module__n_layers=3,
+        module__n_hidden_neurons_multiplier=4,
+        module__n_w_bits=3,
+        module__n_a_bits=3,
+        module__n_accum_bits=8,
+        module__n_prune_neurons_percentage=0.0,
+        module__activation_function=torch.nn.ReLU,
+        module__quant_narrow=False,
+        module__quant_signed=True,
+        *,
+        criterion=torch.nn.MSELoss,
+        optimizer=torch.optim.AdamW,
+        lr=0.002,
+        max_epochs=60,
+        batch_size=64,
+        train_split=None,
+        iterator_train__shuffle=True,
+        random_state=None,
+        verbose=0,
+        **kwargs,
+    ):
+        module_params = {k: v for k, v in locals().items() if k.startswith("module__")}
+        self._init_qnn(
+            module_params,
+            random_state,
+            dict(
+                criterion=criterion,
+                optimizer=optimizer,
+                lr=lr,
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                train_split=train_split,
+                iterator_train__shuffle=iterator_train__shuffle,
+                verbose=verbose,
+                **kwargs,
+            ),
+        )
+
+    def _validate_targets(self, y, reset):
+        y = np.asarray(y, dtype=np.float32)
+        if reset:
+            self.target_ndim_ = y.ndim
+        elif y.ndim != self.target_ndim_:
+            raise ValueError(f"y has {y.ndim} dimensions, the first fit had {self.target_ndim_}")
+        y = y.reshape(len(y), -1)
+        return y, y.shape[1]
+
+    def predict(self, X) -> np.ndarray:
+        """Predictions, (n_samples,) when fitted on 1-D y, else (n_samples, n_targets)."""
+        outputs = self.forward_outputs(X)
+        return outputs.ravel() if self.target_ndim_ == 1 else outputs
+
+
+def _to_numpy(data):
+    """Accept torch tensors wherever numpy arrays are accepted."""
+    if isinstance(data, torch.Tensor):
+        return data.detach().cpu().numpy()
+    return data
