@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import numbers
 from contextlib import contextmanager
+from types import MappingProxyType
 
 import numpy as np
 import torch
-from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 
 from concrete_qnn.callbacks import AccumulatorPruning
 from concrete_qnn.certificate import AccumulatorCertificate
@@ -27,6 +28,12 @@ class _QNNEstimatorMixin:
     Subclasses implement ``_validate_targets(y, reset) -> (y_for_torch, n_outputs)``.
     """
 
+    # skorch sets these three in __init__; scikit-learn's rule is that __init__ sets
+    # parameters only, so they live here until ``initialize`` sets them on the instance.
+    history_ = None
+    initialized_ = False
+    virtual_params_ = MappingProxyType({})
+
     def _init_qnn(self, module_params: dict, random_state, kwargs: dict) -> None:
         given = [name for name in _DATA_PARAMETERS if name in kwargs]
         if given:
@@ -35,6 +42,8 @@ class _QNNEstimatorMixin:
                 "SparseQuantNeuralNetwork, input_dim and n_outputs come from the data in fit"
             )
         super().__init__(SparseQuantNeuralNetwork, **module_params, **kwargs)
+        for name in ("history_", "initialized_", "virtual_params_"):
+            del self.__dict__[name]
         self.random_state = random_state
 
     # ------------------------------------------------------------------ parameters
@@ -90,7 +99,9 @@ class _QNNEstimatorMixin:
 
     def _validate_fit_data(self, X, y, reset: bool):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         X, y = validate_data(
             self,
             _to_numpy(X),
@@ -273,7 +284,8 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
 
     def predict(self, X) -> np.ndarray:
         """Labels of ``classes_``, array (n_samples,)."""
-        return self.classes_[self.forward_outputs(X).argmax(axis=1)]
+        codes = self.forward_outputs(X).argmax(axis=1)
+        return self.classes_[codes]
 
 
 class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
@@ -332,9 +344,19 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
         y = y.reshape(len(y), -1)
         return y, y.shape[1]
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    @property
+    def predict_proba(self):
+        """Not available: a regressor has no class probabilities."""
+        raise AttributeError("QNNRegressor has no predict_proba; use predict")
+
     def predict(self, X) -> np.ndarray:
-        """Predictions, (n_samples,) when fitted on 1-D y, else (n_samples, n_targets)."""
-        outputs = self.forward_outputs(X)
+        """float64 predictions, (n_samples,) when fitted on 1-D y, else (n_samples, n_targets)."""
+        outputs = self.forward_outputs(X).astype(np.float64)
         return outputs.ravel() if self.target_ndim_ == 1 else outputs
 
 
