@@ -430,10 +430,10 @@ def _rebuild_network(config: dict, state: dict) -> SparseQuantNeuralNetwork:
         net.enable_pruning()
     net.neurons_pruned = state["neurons_pruned"]
     net.pruning_repairs = state["pruning_repairs"]
-    tensors = list(state["state_dict"].values())
-    if tensors:
-        net.to(tensors[0].device)
     net.load_state_dict(state["state_dict"])
+    tensors = list(state["state_dict"].values())
+    if tensors:  # Brevitas creates some parameters while loading: move after loading
+        net.to(tensors[0].device)
     net.train(state["training"])
     return net
 
