@@ -1,14 +1,35 @@
-"""concrete-qnn: quantized neural networks with a proven accumulator bit-width."""
+"""concrete-qnn: quantized neural networks with a proven accumulator bit-width.
+
+The integer model (``load``, ``IntegerModel``) needs numpy only: the torch-based names
+(estimators, the module) are imported on first use, so loading a saved model and
+predicting never imports torch.
+"""
+
+import importlib
 
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
-from concrete_qnn.estimators import QNNClassifier, QNNRegressor
-from concrete_qnn.qnn_module import MAX_BITWIDTH_BACKWARD_COMPATIBLE, SparseQuantNeuralNetwork
+from concrete_qnn.integer_model import IntegerModel, load
+
+_TORCH_NAMES = {
+    "QNNClassifier": "concrete_qnn.estimators",
+    "QNNRegressor": "concrete_qnn.estimators",
+    "SparseQuantNeuralNetwork": "concrete_qnn.qnn_module",
+    "MAX_BITWIDTH_BACKWARD_COMPATIBLE": "concrete_qnn.qnn_module",
+}
 
 __all__ = [
     "MAX_BITWIDTH_BACKWARD_COMPATIBLE",
     "AccumulatorCertificate",
+    "IntegerModel",
     "LayerCertificate",
     "QNNClassifier",
     "QNNRegressor",
     "SparseQuantNeuralNetwork",
+    "load",
 ]
+
+
+def __getattr__(name):
+    if name in _TORCH_NAMES:
+        return getattr(importlib.import_module(_TORCH_NAMES[name]), name)
+    raise AttributeError(f"module 'concrete_qnn' has no attribute {name!r}")

@@ -6,7 +6,7 @@ range alone (``DESIGN.md`` section 3): it is a proof by interval arithmetic, not
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +29,8 @@ class LayerCertificate:
         Worst-case accumulator interval per neuron, in accumulator units.
     bits : int64 array, shape (n_out,)
         Signed bit-width each neuron's interval needs.
+    observed : (int, int) or None
+        Smallest and largest accumulator seen on data, when measured.
     """
 
     name: str
@@ -37,6 +39,11 @@ class LayerCertificate:
     lo: np.ndarray
     hi: np.ndarray
     bits: np.ndarray
+    observed: tuple[int, int] | None = None
+
+    def with_observed(self, low: int, high: int) -> LayerCertificate:
+        """A copy that also records the accumulator range observed on data."""
+        return replace(self, observed=(int(low), int(high)))
 
     @classmethod
     def from_codes(
@@ -70,9 +77,13 @@ class AccumulatorCertificate:
         return self.max_bits <= self.n_accum_bits
 
     def rows(self) -> list[dict]:
-        """One summary dict per layer: fan-in (max), lo (min), hi (max), bits (max)."""
-        return [
-            {
+        """One summary dict per layer: fan-in (max), lo (min), hi (max), bits (max).
+
+        With observed ranges, also ``observed_lo`` and ``observed_hi``.
+        """
+        rows = []
+        for layer in self.layers:
+            row = {
                 "layer": layer.name,
                 "neurons": int(layer.fan_in.size),
                 "fan_in": int(layer.fan_in.max()),
@@ -81,8 +92,10 @@ class AccumulatorCertificate:
                 "hi": int(layer.hi.max()),
                 "bits": int(layer.bits.max()),
             }
-            for layer in self.layers
-        ]
+            if layer.observed is not None:
+                row["observed_lo"], row["observed_hi"] = layer.observed
+            rows.append(row)
+        return rows
 
     def to_frame(self):
         """The summary table as a pandas DataFrame, one row per layer."""

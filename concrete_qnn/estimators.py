@@ -16,6 +16,7 @@ from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 
 from concrete_qnn.callbacks import AccumulatorPruning
 from concrete_qnn.certificate import AccumulatorCertificate
+from concrete_qnn.integer_model import OutputHead
 from concrete_qnn.qnn_module import SparseQuantNeuralNetwork
 
 # Parameters fixed by the data, never by the user.
@@ -73,7 +74,7 @@ class _QNNEstimatorMixin:
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
-        return bool(self.initialized_) and hasattr(self, "n_features_in_")
+        return hasattr(self, "integer_model_")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, **fit_params):
@@ -82,8 +83,15 @@ class _QNNEstimatorMixin:
         with self._seeded():
             if not self.warm_start or not self.initialized_:
                 self.initialize()
-            NeuralNet.partial_fit(self, X, y, **fit_params)
+            self._train(X, y, **fit_params)
         return self
+
+    def _train(self, X, y, **fit_params) -> None:
+        """skorch's training loop (pruning runs in its callback), then the integer model."""
+        NeuralNet.partial_fit(self, X, y, **fit_params)
+        self.integer_model_ = self.module_.to_integer_model(
+            self._output_head(), getattr(self, "feature_names_in_", None)
+        )
 
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train ``max_epochs`` more epochs from the current weights (initializes once)."""
@@ -94,7 +102,7 @@ class _QNNEstimatorMixin:
         with self._seeded():
             if first_call:
                 self.initialize()
-            NeuralNet.partial_fit(self, X, y, **fit_params)
+            self._train(X, y, **fit_params)
         return self
 
     def _validate_fit_data(self, X, y, reset: bool):
@@ -136,16 +144,23 @@ class _QNNEstimatorMixin:
         check_is_fitted(self)
         return validate_data(self, _to_numpy(X), reset=False, dtype=np.float32)
 
-    def forward_outputs(self, X) -> np.ndarray:
-        """Raw network outputs, float32 array (n_samples, n_outputs_)."""
-        X = self._validate_predict_data(X)
-        return NeuralNet.predict_proba(self, X)
-
     @property
     def certificate_(self) -> AccumulatorCertificate:
         """The fitted network's accumulator certificate (DESIGN.md section 3)."""
         check_is_fitted(self)
-        return self.module_.accumulator_certificate()
+        return self.integer_model_.certificate
+
+    def accumulator_certificate(self, X=None) -> AccumulatorCertificate:
+        """The certificate; with ``X``, also each layer's accumulator range seen on it."""
+        if X is None:
+            return self.certificate_
+        X = self._validate_predict_data(X)
+        return self.integer_model_.observed_certificate(X)
+
+    def save(self, path) -> None:
+        """Write the integer model to ``path`` (one .npz file; ``concrete_qnn.load`` reads it)."""
+        check_is_fitted(self)
+        self.integer_model_.save(path)
 
     # ------------------------------------------------------------------ pruning
     def prune(self, X, y, n_prune_neurons_percentage, **fit_params):
@@ -277,15 +292,18 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
         self.criterion_ = self.criterion(**params)
         return self
 
+    def _output_head(self) -> OutputHead:
+        return OutputHead("classification", classes=self.classes_)
+
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, float64 array (n_samples, n_classes); rows sum to 1."""
-        logits = torch.as_tensor(self.forward_outputs(X))
-        return torch.softmax(logits.double(), dim=1).numpy()
+        """Class probabilities from the integer model, float64 (n_samples, n_classes)."""
+        X = self._validate_predict_data(X)
+        return self.integer_model_.predict_proba(X)
 
     def predict(self, X) -> np.ndarray:
-        """Labels of ``classes_``, array (n_samples,)."""
-        codes = self.forward_outputs(X).argmax(axis=1)
-        return self.classes_[codes]
+        """Labels of ``classes_`` from the integer model, array (n_samples,)."""
+        X = self._validate_predict_data(X)
+        return self.integer_model_.predict(X)
 
 
 class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
@@ -354,10 +372,14 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
         """Not available: a regressor has no class probabilities."""
         raise AttributeError("QNNRegressor has no predict_proba; use predict")
 
+    def _output_head(self) -> OutputHead:
+        return OutputHead("regression", target_ndim=self.target_ndim_)
+
     def predict(self, X) -> np.ndarray:
-        """float64 predictions, (n_samples,) when fitted on 1-D y, else (n_samples, n_targets)."""
-        outputs = self.forward_outputs(X).astype(np.float64)
-        return outputs.ravel() if self.target_ndim_ == 1 else outputs
+        """float64 predictions from the integer model, (n_samples,) when fitted on 1-D y,
+        else (n_samples, n_targets)."""
+        X = self._validate_predict_data(X)
+        return self.integer_model_.predict(X)
 
 
 def _to_numpy(data):
