@@ -157,6 +157,13 @@ class _QNNEstimatorMixin:
         X = self._validate_predict_data(X)
         return self.integer_model_.observed_certificate(X)
 
+    def export_onnx(self, path, qonnx_domain: bool = False):
+        """Write the network as QONNX (opset 14) to ``path``; see ``onnx_export``."""
+        check_is_fitted(self)
+        from concrete_qnn.onnx_export import export_onnx
+
+        return export_onnx(self.module_, path, self.n_features_in_, qonnx_domain)
+
     def save(self, path) -> None:
         """Write the integer model to ``path`` (one .npz file; ``concrete_qnn.load`` reads it)."""
         check_is_fitted(self)
