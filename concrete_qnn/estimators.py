@@ -16,6 +16,7 @@ from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 
 from concrete_qnn.callbacks import AccumulatorPruning
 from concrete_qnn.certificate import AccumulatorCertificate
+from concrete_qnn.fhe import check_fhe_mode
 from concrete_qnn.integer_model import OutputHead
 from concrete_qnn.qnn_module import SparseQuantNeuralNetwork
 
@@ -36,6 +37,11 @@ class _QNNEstimatorMixin:
     virtual_params_ = MappingProxyType({})
 
     def _init_qnn(self, module_params: dict, random_state, kwargs: dict) -> None:
+        if kwargs.pop("compile", False):
+            raise ValueError(
+                f"{type(self).__name__} does not take skorch's compile (torch.compile): its "
+                "compile(X) method builds the FHE circuit"
+            )
         given = [name for name in _DATA_PARAMETERS if name in kwargs]
         if given:
             raise ValueError(
@@ -43,7 +49,7 @@ class _QNNEstimatorMixin:
                 "SparseQuantNeuralNetwork, input_dim and n_outputs come from the data in fit"
             )
         super().__init__(SparseQuantNeuralNetwork, **module_params, **kwargs)
-        for name in ("history_", "initialized_", "virtual_params_"):
+        for name in ("history_", "initialized_", "virtual_params_", "compile"):
             del self.__dict__[name]
         self.random_state = random_state
 
@@ -63,6 +69,10 @@ class _QNNEstimatorMixin:
         others = [item for item in self.callbacks_ if item[0] != "accumulator_pruning"]
         self.callbacks_ = others + pruning
         return self
+
+    def torch_compile(self, module, name):
+        """No torch.compile: ``compile`` is the FHE method here (skorch's flag is removed)."""
+        return module
 
     def initialize_module(self):
         """Build the module with ``input_dim`` and ``n_outputs`` taken from the data."""
@@ -164,6 +174,33 @@ class _QNNEstimatorMixin:
 
         return export_onnx(self.module_, path, self.n_features_in_, qonnx_domain)
 
+    def compile(self, X):
+        """Compile the integer model into an FHE circuit (needs the ``fhe`` extra).
+
+        ``X`` (n_samples, n_features) joins the compilation input set; the accumulator
+        bit-widths come from the certificate, so every input is computed correctly.
+        Returns ``self``; the circuit is ``fhe_circuit_``.
+        """
+        X = self._validate_predict_data(X)
+        from concrete_qnn.fhe import FHECircuit
+
+        self.fhe_circuit_ = FHECircuit(self.integer_model_, self.integer_model_.quantize_input(X))
+        return self
+
+    def _outputs(self, X, fhe: str) -> np.ndarray:
+        """Real outputs (n_samples, n_outputs) in the clear, simulated or encrypted."""
+        check_fhe_mode(fhe)
+        X = self._validate_predict_data(X)
+        if fhe == "disable":
+            return self.integer_model_.decision_outputs(X)
+        circuit = getattr(self, "fhe_circuit_", None)
+        if circuit is None or circuit.integer_model is not self.integer_model_:
+            raise RuntimeError(
+                f"{type(self).__name__} is not compiled for FHE: call compile(X) after fit"
+            )
+        codes = self.integer_model_.quantize_input(X)
+        return self.integer_model_.dequantize_output(circuit.run(codes, fhe))
+
     def save(self, path) -> None:
         """Write the integer model to ``path`` (one .npz file; ``concrete_qnn.load`` reads it)."""
         check_is_fitted(self)
@@ -206,6 +243,12 @@ class _QNNEstimatorMixin:
         return pruned
 
     # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        # A compiled circuit holds native objects that do not pickle: compile again.
+        state = super().__getstate__()
+        state.pop("fhe_circuit_", None)
+        return state
+
     def __setstate__(self, state):
         super().__setstate__(state)
         if getattr(self, "optimizer_", None) is not None and self.initialized_:
@@ -302,15 +345,18 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     def _output_head(self) -> OutputHead:
         return OutputHead("classification", classes=self.classes_)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities from the integer model, float64 (n_samples, n_classes)."""
-        X = self._validate_predict_data(X)
-        return self.integer_model_.predict_proba(X)
+    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
+        """Class probabilities, float64 (n_samples, n_classes), from the integer model:
+        in the clear (``fhe="disable"``), simulated (``"simulate"``) or encrypted
+        (``"execute"``, after ``compile``)."""
+        outputs = self._outputs(X, fhe)
+        return self.integer_model_.probabilities(outputs)
 
-    def predict(self, X) -> np.ndarray:
-        """Labels of ``classes_`` from the integer model, array (n_samples,)."""
-        X = self._validate_predict_data(X)
-        return self.integer_model_.predict(X)
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Labels of ``classes_`` (n_samples,) from the integer model; ``fhe`` as in
+        ``predict_proba``."""
+        outputs = self._outputs(X, fhe)
+        return self.integer_model_.predictions(outputs)
 
 
 class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
@@ -382,11 +428,11 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
     def _output_head(self) -> OutputHead:
         return OutputHead("regression", target_ndim=self.target_ndim_)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
         """float64 predictions from the integer model, (n_samples,) when fitted on 1-D y,
-        else (n_samples, n_targets)."""
-        X = self._validate_predict_data(X)
-        return self.integer_model_.predict(X)
+        else (n_samples, n_targets); ``fhe`` as in ``QNNClassifier.predict_proba``."""
+        outputs = self._outputs(X, fhe)
+        return self.integer_model_.predictions(outputs)
 
 
 def _to_numpy(data):

@@ -261,15 +261,21 @@ class IntegerModel:
 
     def predict_proba(self, X) -> np.ndarray:
         """Softmax of the outputs, float64 (n_samples, n_classes); classifiers only."""
-        if self.head.task != "classification":
-            raise AttributeError("a regression model has no predict_proba")
-        outputs = self.decision_outputs(X)
-        outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        return outputs / outputs.sum(axis=1, keepdims=True)
+        return self.probabilities(self.decision_outputs(X))
 
     def predict(self, X) -> np.ndarray:
         """Class labels (n_samples,), or regression targets shaped like the fitted ``y``."""
-        outputs = self.decision_outputs(X)
+        return self.predictions(self.decision_outputs(X))
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """Softmax of real outputs (n_samples, n_classes); classifiers only."""
+        if self.head.task != "classification":
+            raise AttributeError("a regression model has no predict_proba")
+        outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        return outputs / outputs.sum(axis=1, keepdims=True)
+
+    def predictions(self, outputs: np.ndarray) -> np.ndarray:
+        """Labels or targets from real outputs (n_samples, n_outputs)."""
         if self.head.task == "classification":
             return self.head.classes[outputs.argmax(axis=1)]
         return outputs.ravel() if self.head.target_ndim == 1 else outputs

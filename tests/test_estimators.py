@@ -350,3 +350,11 @@ def test_cuda_training_and_prediction(iris):
     cpu_copy = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(cpu_copy.predict(X), model.predict(X))
     assert model.score(X, y) > 0.6
+
+
+def test_skorch_torch_compile_flag_gives_way_to_the_fhe_compile_method():
+    model = QNNClassifier()
+    assert "compile" not in model.get_params()
+    assert callable(model.compile)
+    with pytest.raises(ValueError, match=r"does not take skorch's compile \(torch.compile\)"):
+        QNNClassifier(compile=True)

@@ -282,7 +282,7 @@ def test_truncated_and_foreign_files_are_refused(digits_model, tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("weights.npy", b"nonsense")
     with pytest.raises(
-        ValueError, match="not a readable concrete-qnn model file|no valid metadata"
+        ValueError, match=r"not a readable concrete-qnn model file|no valid metadata"
     ):
         load(path)
 
@@ -316,7 +316,7 @@ def test_integer_model_refuses_inconsistent_arrays(digits_model):
     with pytest.raises(ValueError, match="input_scale must be positive"):
         IntegerModel(**{**arguments, "input_scale": -1.0})
     with pytest.raises(ValueError, match=r"scales\[2\] must be positive"):
-        IntegerModel(**{**arguments, "scales": integer.scales[:2] + [-integer.scales[2]]})
+        IntegerModel(**{**arguments, "scales": [*integer.scales[:2], -integer.scales[2]]})
 
 
 # ---------------------------------------------------------------------- QONNX

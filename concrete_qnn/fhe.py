@@ -1,0 +1,117 @@
+"""Encrypted inference of an IntegerModel through concrete-python (the ``fhe`` extra).
+
+The circuit takes one row of input codes (encrypted), computes each layer's accumulators
+with clear integer weights, applies one table lookup per hidden neuron (the integer model's
+tables) and returns the last layer's accumulators. Each layer's accumulator bit-width is set
+from the certificate with ``fhe.hint``, so the circuit is correct for every input inside the
+input quantizer's range, not only for the rows seen at compile time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from concrete_qnn.integer_model import IntegerModel
+
+FHE_MODES = ("disable", "simulate", "execute")
+
+
+def _import_fhe():
+    try:
+        from concrete import fhe
+    except ImportError:
+        raise ImportError(
+            "FHE needs concrete-python: pip install 'concrete-qnn[fhe]' (it requires numpy<2)"
+        ) from None
+    return fhe
+
+
+class FHECircuit:
+    """A compiled circuit for one ``IntegerModel``; keys are generated once and kept.
+
+    Parameters
+    ----------
+    integer_model : IntegerModel
+    input_codes : int64 array (n_samples, n_features)
+        Rows added to the compilation input set (the corners of the input code range are
+        always added); they do not size the accumulators, the certificate does.
+    """
+
+    def __init__(self, integer_model: IntegerModel, input_codes: np.ndarray):
+        fhe = _import_fhe()
+        self.integer_model = integer_model
+        certificate = integer_model.certificate
+        layer_bits = [int(layer.bits.max()) for layer in certificate.layers]
+        tables = [
+            fhe.LookupTable(
+                [fhe.LookupTable(row) for row in _signed_table(integer_model, layer, bits)]
+            )
+            for layer, bits in enumerate(layer_bits[:-1])
+        ]
+        weights = [weight.T.copy() for weight in integer_model.weights]
+        biases = integer_model.biases
+
+        def inference(x):
+            codes = x
+            for layer, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+                accumulators = fhe.hint(codes @ weight + bias, bit_width=layer_bits[layer])
+                if layer < len(tables):
+                    codes = tables[layer][accumulators]
+            return accumulators
+
+        low, high = integer_model.input_range
+        n_features = integer_model.n_features_in
+        corners = [np.full(n_features, low), np.full(n_features, high)]
+        inputset = corners + [row for row in np.asarray(input_codes, dtype=np.int64)]
+        compiler = fhe.Compiler(inference, {"x": "encrypted"})
+        self.circuit = compiler.compile(inputset, fhe.Configuration(show_progress=False))
+        self.max_bit_width = int(self.circuit.graph.maximum_integer_bit_width())
+        if self.max_bit_width > certificate.n_accum_bits:
+            raise RuntimeError(
+                f"the circuit needs {self.max_bit_width} bits, more than the certified "
+                f"n_accum_bits={certificate.n_accum_bits}"
+            )
+        self.n_table_lookups = sum(table.shape[0] for table in integer_model.tables)
+        self._keys_generated = False
+
+    def keygen(self) -> None:
+        """Generate the secret and evaluation keys (once)."""
+        if not self._keys_generated:
+            self.circuit.keygen()
+            self._keys_generated = True
+
+    def run(self, codes: np.ndarray, fhe: str) -> np.ndarray:
+        """Last-layer accumulators, int64 (n_samples, n_outputs), row by row.
+
+        ``fhe="simulate"`` evaluates the circuit in the clear with FHE semantics;
+        ``"execute"`` encrypts each row, runs the circuit and decrypts.
+        """
+        if fhe == "simulate":
+            rows = [self.circuit.simulate(row) for row in codes]
+        elif fhe == "execute":
+            self.keygen()
+            rows = [self.circuit.encrypt_run_decrypt(row) for row in codes]
+        else:
+            raise ValueError(f"fhe must be 'simulate' or 'execute' here, got {fhe!r}")
+        return np.asarray(rows, dtype=np.int64).reshape(len(codes), -1)
+
+
+def _signed_table(integer_model: IntegerModel, layer: int, bits: int) -> np.ndarray:
+    """Per-neuron tables over every signed ``bits``-bit value, in concrete's index order.
+
+    Index ``v >= 0`` holds ``T(v)``, index ``2^bits + v`` holds ``T(v)`` for ``v < 0``.
+    Values outside a neuron's certified interval are unreachable; they repeat the
+    interval's edge entries.
+    """
+    values = np.arange(2**bits)
+    values = np.where(values < 2 ** (bits - 1), values, values - 2**bits)
+    table, offsets = integer_model.tables[layer], integer_model.table_offsets[layer]
+    index = np.clip(values[None, :] - offsets[:, None], 0, table.shape[1] - 1)
+    return np.take_along_axis(table, index, axis=1)
+
+
+def check_fhe_mode(fhe: str) -> str:
+    """Return ``fhe`` if it names a mode, else raise ValueError listing the modes."""
+    if fhe not in FHE_MODES:
+        raise ValueError(f"fhe must be one of {', '.join(map(repr, FHE_MODES))}, got {fhe!r}")
+    return fhe

@@ -1,0 +1,103 @@
+"""Encrypted inference: simulate and execute agree with the clear integer model."""
+
+import pickle
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.preprocessing import StandardScaler
+
+from concrete_qnn import QNNClassifier, QNNRegressor
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="module")
+def compiled(data):
+    """A tiny classifier (4 hidden neurons a layer) keeps key generation short."""
+    X, y = data
+    model = QNNClassifier(random_state=0, max_epochs=10, module__n_hidden_neurons_multiplier=1)
+    return model.fit(X, y).compile(X[:20])
+
+
+def corner_inputs(model, n_rows=1000):
+    """Rows whose every feature sits at its quantizer's minimum or maximum code."""
+    integer = model.integer_model_
+    low, high = integer.input_range
+    pick = np.random.default_rng(0).random((n_rows, integer.n_features_in)) < 0.5
+    return np.where(pick, low, high) * integer.input_scale
+
+
+def test_circuit_bit_width_is_the_certified_one(compiled):
+    circuit = compiled.fhe_circuit_
+    assert circuit.max_bit_width <= compiled.module_.n_accum_bits
+    assert circuit.max_bit_width == compiled.certificate_.max_bits
+    assert circuit.n_table_lookups == 8  # two hidden layers of 4 neurons
+
+
+def test_simulate_equals_disable_on_data_and_corners(compiled, data):
+    X, _ = data
+    for rows in (X, corner_inputs(compiled)):
+        np.testing.assert_array_equal(
+            compiled.predict_proba(rows, fhe="simulate"), compiled.predict_proba(rows)
+        )
+        np.testing.assert_array_equal(
+            compiled.predict(rows, fhe="simulate"), compiled.predict(rows)
+        )
+    codes = compiled.integer_model_.quantize_input(corner_inputs(compiled))
+    low, high = compiled.integer_model_.input_range
+    assert set(np.unique(codes)) == {low, high}
+
+
+def test_execute_equals_disable_and_keys_are_made_once(compiled, data, monkeypatch):
+    X, _ = data
+    rows = X[[0, 75]]
+    np.testing.assert_array_equal(
+        compiled.predict_proba(rows, fhe="execute"), compiled.predict_proba(rows)
+    )
+    circuit = compiled.fhe_circuit_.circuit
+    monkeypatch.setattr(circuit, "keygen", lambda *a, **k: pytest.fail("keys made twice"))
+    np.testing.assert_array_equal(
+        compiled.predict(rows[:1], fhe="execute"), compiled.predict(rows[:1])
+    )
+
+
+def test_regressor_compiles_and_simulates(data):
+    X, y = data
+    model = QNNRegressor(random_state=0, max_epochs=5, module__n_hidden_neurons_multiplier=1)
+    model.fit(X, y.astype(float)).compile(X)
+    np.testing.assert_array_equal(model.predict(X, fhe="simulate"), model.predict(X))
+
+
+def test_uncompiled_and_unknown_modes_are_refused(data, compiled):
+    X, y = data
+    model = QNNClassifier(random_state=0, max_epochs=2).fit(X, y)
+    with pytest.raises(RuntimeError, match="not compiled for FHE: call compile"):
+        model.predict(X, fhe="simulate")
+    with pytest.raises(ValueError, match="fhe must be one of 'disable', 'simulate', 'execute'"):
+        compiled.predict(X, fhe="encrypted")
+
+
+def test_a_refit_needs_a_new_compile(data):
+    X, y = data
+    model = QNNClassifier(random_state=0, max_epochs=2, module__n_hidden_neurons_multiplier=1)
+    model.fit(X, y).compile(X[:5]).fit(X, y)
+    with pytest.raises(RuntimeError, match="not compiled"):
+        model.predict(X, fhe="simulate")
+
+
+def test_pickling_drops_the_circuit(compiled, data):
+    restored = pickle.loads(pickle.dumps(compiled))
+    assert not hasattr(restored, "fhe_circuit_")
+    np.testing.assert_array_equal(restored.predict(data[0]), compiled.predict(data[0]))
+
+
+def test_missing_extra_says_how_to_install(compiled, data, monkeypatch):
+    monkeypatch.setitem(sys.modules, "concrete", None)
+    with pytest.raises(ImportError, match=r"pip install 'concrete-qnn\[fhe\]'"):
+        compiled.compile(data[0])
