@@ -1,26 +1,32 @@
-"""Command-line entry point: ``concrete-qnn train`` on a built-in dataset."""
+"""Command-line entry point: ``concrete-qnn train | predict | report``.
+
+``train`` fits on a built-in dataset or a CSV file, prints the held-out score and the
+certificate and saves the model (features and target standardization included) in the safe
+``.npz`` format; ``predict`` writes a saved model's predictions for a CSV file; ``report``
+prints a saved model's certificate. A user error prints one line and exits with status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
-from sklearn import datasets
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+import numpy as np
 
-from concrete_qnn.estimators import QNNClassifier, QNNRegressor
-
-# name -> (loader, task)
+# name -> (loader name in sklearn.datasets, task)
 DATASETS = {
-    "breast_cancer": (datasets.load_breast_cancer, "classification"),
-    "digits": (datasets.load_digits, "classification"),
-    "wine": (datasets.load_wine, "classification"),
-    "iris": (datasets.load_iris, "classification"),
-    "diabetes": (datasets.load_diabetes, "regression"),
+    "breast_cancer": ("load_breast_cancer", "classification"),
+    "digits": ("load_digits", "classification"),
+    "wine": ("load_wine", "classification"),
+    "iris": ("load_iris", "classification"),
+    "diabetes": ("load_diabetes", "regression"),
 }
+
+
+class UsageError(Exception):
+    """A problem with the user's input: reported in one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
-        "train", help="train on a built-in dataset, print the held-out score and certificate"
+        "train", help="train, print the held-out score and the certificate, save the model"
     )
+    train.add_argument("csv", nargs="?", type=Path, help="CSV file (default: --dataset)")
     train.add_argument("--dataset", choices=sorted(DATASETS), default="breast_cancer")
+    train.add_argument("--target", help="target column of the CSV file")
+    train.add_argument(
+        "--task",
+        choices=["classification", "regression"],
+        help="for a CSV file (default: classification for text or few distinct targets)",
+    )
+    train.add_argument("--output", type=Path, help="save the model here (.npz)")
     train.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
     train.add_argument("--n-w-bits", type=int, default=3, help="weight bits (default 3)")
     train.add_argument("--n-a-bits", type=int, default=3, help="activation bits (default 3)")
@@ -40,23 +54,90 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-accum-bits", type=int, default=8, help="accumulator bound in bits (default 8)"
     )
     train.add_argument("--random-state", type=int, default=0)
-    train.add_argument("--progress", action="store_true", help="show a progress bar while training")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    predict = commands.add_parser("predict", help="write a saved model's predictions as CSV")
+    predict.add_argument("model", type=Path)
+    predict.add_argument("csv", type=Path)
+    predict.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
+    report = commands.add_parser("report", help="print a saved model's certificate")
+    report.add_argument("model", type=Path)
     return parser
 
 
-def train(args: argparse.Namespace) -> None:
-    loader, task = DATASETS[args.dataset]
-    X, y = loader(return_X_y=True)
+# ---------------------------------------------------------------------- data
+def read_csv(path: Path):
+    import pandas as pd
+
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    try:
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path} as CSV: {error}") from None
+
+
+def numeric_features(frame, path: Path) -> np.ndarray:
+    """The frame as float64, or a UsageError naming the first non-numeric column."""
+    from pandas.api.types import is_numeric_dtype
+
+    for column in frame.columns:
+        if not is_numeric_dtype(frame[column]) or frame[column].dtype == bool:
+            raise UsageError(f"{path}: feature column {column!r} is not numeric")
+    return frame.to_numpy(dtype=np.float64)
+
+
+def load_training_data(args):
+    """X (DataFrame), y (array), task and a name for the data."""
+    if args.csv is None:
+        from sklearn import datasets
+
+        loader, task = DATASETS[args.dataset]
+        bunch = getattr(datasets, loader)(as_frame=True)
+        return bunch.data, bunch.target.to_numpy(), task, args.dataset
+    frame = read_csv(args.csv)
+    if args.target is None:
+        raise UsageError("a CSV file needs --target COLUMN")
+    if args.target not in frame.columns:
+        raise UsageError(f"{args.csv}: no target column {args.target!r}")
+    from pandas.api.types import is_numeric_dtype
+
+    target = frame.pop(args.target)
+    numeric_target = is_numeric_dtype(target) and target.dtype != bool
+    y = target.to_numpy()
+    numeric_features(frame, args.csv)
+    task = args.task
+    if task is None:
+        few = len(np.unique(y)) <= max(20, len(y) // 50)
+        task = "classification" if (not numeric_target or few) else "regression"
+    if task == "regression" and not numeric_target:
+        raise UsageError(f"{args.csv}: target column {args.target!r} is not numeric")
+    return frame, y, task, str(args.csv)
+
+
+# ---------------------------------------------------------------------- commands
+def train(args) -> None:
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from concrete_qnn.estimators import QNNClassifier, QNNRegressor
+
+    X, y, task, name = load_training_data(args)
     split = {"stratify": y} if task == "classification" else {}
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.25, random_state=args.random_state, **split
     )
-    estimator_class = QNNClassifier if task == "classification" else QNNRegressor
+    scaler = StandardScaler().fit(X_train)
+    target_mean, target_std = 0.0, 1.0
+    if task == "regression":  # train on a standardized target, predict in its units
+        y_train = y_train.astype(np.float64)
+        target_mean, target_std = float(y_train.mean()), float(y_train.std() or 1.0)
+        y_train = (y_train - target_mean) / target_std
     callbacks = None
-    if args.progress:
+    if not args.no_progress:
         from skorch.callbacks import ProgressBar
 
         callbacks = [ProgressBar()]
+    estimator_class = QNNClassifier if task == "classification" else QNNRegressor
     estimator = estimator_class(
         module__n_w_bits=args.n_w_bits,
         module__n_a_bits=args.n_a_bits,
@@ -65,31 +146,91 @@ def train(args: argparse.Namespace) -> None:
         random_state=args.random_state,
         callbacks=callbacks,
     )
-    if task == "regression":  # score R^2 on a standardized target
-        scaler = StandardScaler().fit(y_train.reshape(-1, 1))
-        y_train = scaler.transform(y_train.reshape(-1, 1)).ravel()
-        y_test = scaler.transform(y_test.reshape(-1, 1)).ravel()
-    model = make_pipeline(StandardScaler(), estimator)
     start = time.perf_counter()
-    model.fit(X_train, y_train)
+    estimator.fit(scaler.transform(X_train), y_train)
     seconds = time.perf_counter() - start
-    metric = "accuracy" if task == "classification" else "R^2"
+    model = estimator.integer_model_.with_standardization(
+        scaler.mean_, scaler.scale_, target_mean, target_std, [str(c) for c in X.columns]
+    )
+    predictions = model.predict(X_test.to_numpy(dtype=np.float64))
+    if task == "classification":
+        metric, score = "accuracy", float(np.mean(predictions == y_test))
+    else:
+        from sklearn.metrics import r2_score
+
+        metric, score = "R^2", r2_score(y_test, predictions)
     print(
-        f"{args.dataset}: {len(X_train)} training rows, {len(X_test)} held-out rows, "
+        f"{name}: {len(X_train)} training rows, {len(X_test)} held-out rows, "
         f"{args.n_w_bits}-bit weights, {args.n_a_bits}-bit activations, "
         f"{args.epochs} epochs in {seconds:.1f} s"
     )
-    print(f"held-out {metric}: {model.score(X_test, y_test):.4f}")
+    print(f"held-out {metric}: {score:.4f}")
     print("accumulator certificate (worst case over every input code):")
-    print(model[-1].certificate_.to_text())
+    print(model.certificate.to_text())
+    if args.output is not None:
+        model.save(args.output)
+        print(f"model saved to {args.output}")
+
+
+def load_model(path: Path):
+    from concrete_qnn.integer_model import load
+
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    return load(path)
+
+
+def predict(args) -> None:
+    model = load_model(args.model)
+    frame = read_csv(args.csv)
+    if model.feature_names is not None:
+        missing = [name for name in model.feature_names if name not in frame.columns]
+        if missing and frame.shape[1] != model.n_features_in:
+            raise UsageError(
+                f"{args.csv} has {frame.shape[1]} columns and lacks the model's feature "
+                f"column(s) {missing[:5]}; the model expects {model.n_features_in} features"
+            )
+        if not missing:
+            frame = frame[list(model.feature_names)]
+    if frame.shape[1] != model.n_features_in:
+        raise UsageError(
+            f"{args.csv} has {frame.shape[1]} feature columns, the model expects "
+            f"{model.n_features_in}"
+        )
+    predictions = model.predict(numeric_features(frame, args.csv))
+    import pandas as pd
+
+    table = pd.DataFrame(predictions.reshape(len(frame), -1))
+    table.columns = (
+        ["prediction"]
+        if table.shape[1] == 1
+        else [f"prediction_{i}" for i in range(table.shape[1])]
+    )
+    if args.output is None:
+        table.to_csv(sys.stdout, index=False)
+    else:
+        table.to_csv(args.output, index=False)
+        print(f"{len(table)} predictions written to {args.output}")
+
+
+def report(args) -> None:
+    model = load_model(args.model)
+    config = model.config
+    print(
+        f"{args.model}: {model.head.task}, {model.n_features_in} features, "
+        f"{config['n_w_bits']}-bit weights, {config['n_a_bits']}-bit "
+        f"{'signed' if config['quant_signed'] else 'unsigned'} activations"
+    )
+    print(model.certificate.to_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = {"train": train, "predict": predict, "report": report}[args.command]
     try:
-        if args.command == "train":
-            train(args)
-    except ValueError as error:
-        print(f"concrete-qnn: error: {error}", file=sys.stderr)
+        command(args)
+    except (UsageError, ValueError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"concrete-qnn: error: {message}", file=sys.stderr)
         return 2
     return 0

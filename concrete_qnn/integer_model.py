@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +32,16 @@ class OutputHead:
     """How outputs become predictions.
 
     ``task`` is ``"classification"`` (``classes`` holds the labels, in output order) or
-    ``"regression"`` (``target_ndim`` is 1 or 2, the dimensionality of the fitted ``y``).
+    ``"regression"`` (``target_ndim`` is 1 or 2, the dimensionality of the fitted ``y``;
+    predictions are ``outputs * target_std + target_mean``, for a model trained on a
+    standardized target).
     """
 
     task: str
     classes: np.ndarray | None = None
     target_ndim: int = 2
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
 
 class IntegerModel:
@@ -61,6 +65,9 @@ class IntegerModel:
         The accumulator value of each table row's first entry.
     head : OutputHead
     feature_names : array of str or None
+    feature_mean, feature_std : float64 arrays (n_features,) or None
+        Standardization applied before quantization, ``(X - mean) / std``, for a model
+        trained on standardized features (as a ``StandardScaler`` computes it).
 
     Raises
     ------
@@ -80,6 +87,8 @@ class IntegerModel:
         table_offsets,
         head,
         feature_names=None,
+        feature_mean=None,
+        feature_std=None,
     ):
         self.config = {key: config[key] for key in _CONFIG_KEYS}
         self.input_scale = float(input_scale)
@@ -90,6 +99,8 @@ class IntegerModel:
         self.table_offsets = list(table_offsets)
         self.head = head
         self.feature_names = None if feature_names is None else np.asarray(feature_names)
+        self.feature_mean = feature_mean
+        self.feature_std = feature_std
         self._validate_arrays()
         self.certificate = self._certify()
         self._validate_tables()
@@ -158,6 +169,18 @@ class IntegerModel:
                 f"feature_names has shape {self.feature_names.shape}, expected "
                 f"({self.n_features_in},)"
             )
+        if (self.feature_mean is None) != (self.feature_std is None):
+            raise ValueError("feature_mean and feature_std go together")
+        if self.feature_mean is not None:
+            for name in ("feature_mean", "feature_std"):
+                array = getattr(self, name)
+                _check_array(name, array, np.float64, shape=(self.n_features_in,))
+                if not np.all(np.isfinite(array)):
+                    raise ValueError(f"{name} must be finite")
+            if np.any(self.feature_std <= 0):
+                raise ValueError("feature_std must be positive")
+        if not (np.isfinite(self.head.target_mean) and self.head.target_std > 0):
+            raise ValueError("target_mean must be finite and target_std positive")
         if self.head.task == "classification":
             if self.head.classes is None or len(self.head.classes) != self.weights[-1].shape[0]:
                 raise ValueError("a classifier needs one class label per output")
@@ -209,14 +232,18 @@ class IntegerModel:
     def quantize_input(self, X) -> np.ndarray:
         """Input codes, int64 (n_samples, n_features): ``clip(round(X / s), min, max)``.
 
-        Computed in float32, as the Brevitas quantizer of the torch module computes it.
+        Computed in float32, as the Brevitas quantizer of the torch module computes it,
+        after the standardization ``(X - feature_mean) / feature_std`` when the model has one.
         """
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features_in:
             raise ValueError(
                 f"X has {X.shape[-1] if X.ndim else 0} features, but the model is expecting "
                 f"{self.n_features_in} features as input"
             )
+        if self.feature_mean is not None:
+            X = (X.astype(np.float64) - self.feature_mean) / self.feature_std
+        X = X.astype(np.float32)
         codes = np.round(X / np.float32(self.input_scale))
         return np.clip(codes, *self.input_range).astype(np.int64)
 
@@ -278,7 +305,32 @@ class IntegerModel:
         """Labels or targets from real outputs (n_samples, n_outputs)."""
         if self.head.task == "classification":
             return self.head.classes[outputs.argmax(axis=1)]
+        outputs = outputs * self.head.target_std + self.head.target_mean
         return outputs.ravel() if self.head.target_ndim == 1 else outputs
+
+    def with_standardization(
+        self, feature_mean, feature_std, target_mean=0.0, target_std=1.0, feature_names=None
+    ) -> IntegerModel:
+        """A copy that standardizes raw features itself (and un-standardizes targets).
+
+        ``feature_names`` (n_features,) replaces the model's names when given.
+        """
+        head = replace(self.head, target_mean=float(target_mean), target_std=float(target_std))
+        if feature_names is None:
+            feature_names = self.feature_names
+        return IntegerModel(
+            self.config,
+            self.input_scale,
+            self.weights,
+            self.biases,
+            self.scales,
+            self.tables,
+            self.table_offsets,
+            head,
+            feature_names,
+            np.asarray(feature_mean, dtype=np.float64),
+            np.asarray(feature_std, dtype=np.float64),
+        )
 
     def observed_certificate(self, X) -> AccumulatorCertificate:
         """The certificate with each layer's accumulator range observed on ``X``."""
@@ -301,6 +353,9 @@ class IntegerModel:
         for layer in range(self.n_layers - 1):
             arrays[f"table_{layer}"] = self.tables[layer]
             arrays[f"table_offset_{layer}"] = self.table_offsets[layer]
+        if self.feature_mean is not None:
+            arrays["feature_mean"] = self.feature_mean
+            arrays["feature_std"] = self.feature_std
         metadata = {
             "format": "concrete-qnn integer model",
             "format_version": FORMAT_VERSION,
@@ -310,6 +365,8 @@ class IntegerModel:
             "task": self.head.task,
             "classes": None if self.head.classes is None else self.head.classes.tolist(),
             "target_ndim": self.head.target_ndim,
+            "target_mean": self.head.target_mean,
+            "target_std": self.head.target_std,
             "feature_names": None
             if self.feature_names is None
             else self.feature_names.astype(str).tolist(),
@@ -356,6 +413,8 @@ class IntegerModel:
                 metadata["task"],
                 None if classes is None else np.asarray(classes),
                 int(metadata["target_ndim"]),
+                float(metadata["target_mean"]),
+                float(metadata["target_std"]),
             )
             model = cls(
                 metadata["config"],
@@ -367,6 +426,8 @@ class IntegerModel:
                 offsets,
                 head,
                 metadata["feature_names"],
+                arrays.get("feature_mean"),
+                arrays.get("feature_std"),
             )
         except KeyError as error:
             raise ValueError(f"{path} lacks the entry {error}") from None

@@ -339,3 +339,22 @@ def test_qonnx_export_at_opset_14(tmp_path, qonnx_domain):
     assert [value.name for value in exported.graph.input] == ["x"]
     assert not initializers & {value.name for value in exported.graph.input}
     assert [node.op_type for node in exported.graph.node].count("Gemm") == 3
+
+
+def test_standardization_inside_the_model_matches_a_scaler_outside(tmp_path):
+    X, y = datasets.load_wine(return_X_y=True)
+    scaler = StandardScaler().fit(X)
+    model = QNNClassifier(random_state=0, max_epochs=3).fit(scaler.transform(X), y)
+    raw = model.integer_model_.with_standardization(scaler.mean_, scaler.scale_)
+    np.testing.assert_array_equal(raw.predict(X), model.predict(scaler.transform(X)))
+    raw.save(tmp_path / "raw.npz")
+    np.testing.assert_array_equal(load(tmp_path / "raw.npz").predict(X), raw.predict(X))
+    with pytest.raises(ValueError, match="feature_std must be positive"):
+        model.integer_model_.with_standardization(scaler.mean_, -scaler.scale_)
+
+
+def test_regression_targets_are_unstandardized(regressor):
+    model, X, _ = regressor
+    integer = model.integer_model_
+    shifted = integer.with_standardization(np.zeros(10), np.ones(10), 100.0, 50.0)
+    np.testing.assert_allclose(shifted.predict(X), integer.predict(X) * 50.0 + 100.0)
