@@ -1,0 +1,244 @@
+"""The benchmark suite: ``python -m benchmarks`` writes benchmarks/RESULTS.md and its plots.
+
+Accuracy at 3/3/n_accum_bits over 5 folds of every dataset, against a float ceiling; fit time
+per epoch against a plain float skorch MLP of the same topology (side by side, one run);
+integer-model throughput. Needs the ``bench`` extra (matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+
+from benchmarks.protocol import DATASETS, evaluate_qnn, float_ceiling, folds
+from concrete_qnn import QNNClassifier, QNNRegressor
+
+ACCUM_BITS = (5, 6, 7, 8, 10, 12)
+TARGETS = {
+    "breast_cancer": 0.960,
+    "digits": 0.955,
+    "wine": 0.965,
+    "synthetic": 0.880,
+    "diabetes": 0.470,
+}
+HERE = Path(__file__).resolve().parent
+THROUGHPUT_ROWS = 100_000
+
+
+class FloatMLP(torch.nn.Module):
+    """The float network of the same topology: Linear-ReLU blocks, no quantization."""
+
+    def __init__(self, input_dim, n_outputs, hidden, n_layers=3):
+        super().__init__()
+        widths = [input_dim] + [hidden] * (n_layers - 1) + [n_outputs]
+        layers = []
+        for i in range(n_layers):
+            layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
+            if i < n_layers - 1:
+                layers.append(torch.nn.ReLU())
+        self.layers = torch.nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def epoch_seconds(name: str) -> tuple[float, float]:
+    """Median seconds per epoch of the QNN and of the float skorch MLP on fold 0."""
+    fold = folds(name)[0]
+    task = DATASETS[name][1]
+    qnn = (QNNClassifier if task == "classification" else QNNRegressor)(random_state=0)
+    X = fold.X_train.astype(np.float32)
+    y = fold.y_train if task == "classification" else fold.y_train.astype(np.float32)
+    n_outputs = len(np.unique(y)) if task == "classification" else 1
+    hidden = int(X.shape[1] * 4)
+    common = {
+        "optimizer": torch.optim.AdamW,
+        "lr": qnn.lr,
+        "max_epochs": qnn.max_epochs,
+        "batch_size": qnn.batch_size,
+        "train_split": None,
+        "iterator_train__shuffle": True,
+        "verbose": 0,
+        "module__input_dim": X.shape[1],
+        "module__n_outputs": n_outputs,
+        "module__hidden": hidden,
+    }
+    if task == "classification":
+        plain = NeuralNetClassifier(FloatMLP, criterion=torch.nn.CrossEntropyLoss, **common)
+        y_plain = y.astype(np.int64)
+    else:
+        plain = NeuralNetRegressor(FloatMLP, **common)
+        y_plain = y.reshape(-1, 1)
+    torch.manual_seed(0)
+    plain.fit(X, y_plain)
+    qnn.fit(X, y)
+    return statistics.median(qnn.history[:, "dur"]), statistics.median(plain.history[:, "dur"])
+
+
+def throughput(name: str) -> tuple[float, float]:
+    """Rows per second of the integer model and of the torch eval forward, 100,000 rows."""
+    fold = folds(name)[0]
+    task = DATASETS[name][1]
+    model = (QNNClassifier if task == "classification" else QNNRegressor)(
+        random_state=0, max_epochs=5
+    ).fit(fold.X_train, fold.y_train)
+    rows = np.random.default_rng(0).integers(0, len(fold.X_test), THROUGHPUT_ROWS)
+    X = fold.X_test[rows].astype(np.float32)
+    module = model.module_.eval()
+    start = time.perf_counter()
+    model.integer_model_.decision_outputs(X)
+    integer_s = time.perf_counter() - start
+    start = time.perf_counter()
+    with torch.no_grad():
+        module(torch.as_tensor(X))
+    torch_s = time.perf_counter() - start
+    return THROUGHPUT_ROWS / integer_s, THROUGHPUT_ROWS / torch_s
+
+
+def plot_accuracy(results, ceilings, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.6))
+    for axis, (name, by_bits) in zip(axes, results.items(), strict=True):
+        bits = list(by_bits)
+        axis.plot(bits, [by_bits[b].mean for b in bits], "o-", label="QNN 3/3 bits")
+        axis.axhline(ceilings[name][0], color="gray", linestyle="--", label="float ceiling")
+        axis.axhline(TARGETS[name], color="tab:red", linestyle=":", label="target at 8 bits")
+        axis.set_title(name)
+        axis.set_xlabel("n_accum_bits")
+        axis.set_xticks(bits)
+        axis.set_ylabel("R^2" if DATASETS[name][1] == "regression" else "accuracy")
+        axis.set_ylim(max(0.0, min(by_bits[b].mean for b in bits) - 0.05), 1.0)
+    axes[0].legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_timing(timing, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(timing)
+    ratios = [timing[name][0] / timing[name][1] for name in names]
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    axis.bar(names, ratios, color="tab:blue")
+    axis.axhline(2.0, color="tab:red", linestyle=":", label="budget 2x")
+    axis.set_ylabel("QNN / float seconds per epoch")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_results(results, ceilings, timing, speeds, seconds: float) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `python -m benchmarks` (do not edit by hand). 5-fold cross-validation:",
+        "`StratifiedKFold(5, shuffle=True, random_state=0)` (`KFold`, same arguments, for",
+        "diabetes); features standardized with each training fold's mean and standard",
+        "deviation, the diabetes target likewise; score = accuracy, or R^2 on the standardized",
+        "target; mean over folds. Estimator defaults (3 layers, multiplier 4, 3-bit weights",
+        "and activations), `random_state=0`. Every fitted model's certificate was checked.",
+        f"Machine: {torch.get_num_threads()} torch threads, CPU. Total time {seconds / 60:.1f} min.",
+        "",
+        "## Accuracy at 3/3/8 bits",
+        "",
+        "| dataset | QNN (5-fold mean) | folds | target | float ceiling | max accumulator bits |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, by_bits in results.items():
+        result = by_bits[8]
+        verdict = "met" if result.mean >= TARGETS[name] else "NOT met"
+        lines.append(
+            f"| {name} | {result.mean:.4f} | {' '.join(f'{s:.3f}' for s in result.scores)} | "
+            f">= {TARGETS[name]:.3f} ({verdict}) | {ceilings[name][0]:.4f} "
+            f"({ceilings[name][1]}) | {max(result.max_bits)} |"
+        )
+    lines += [
+        "",
+        "## Accuracy against the accumulator bound",
+        "",
+        "![accuracy against n_accum_bits](accuracy_vs_accum_bits.png)",
+        "",
+        "| dataset | " + " | ".join(f"{b} bits" for b in ACCUM_BITS) + " |",
+        "| --- |" + " --- |" * len(ACCUM_BITS),
+    ]
+    for name, by_bits in results.items():
+        cells = []
+        for bits in ACCUM_BITS:
+            result = by_bits[bits]
+            holds = all(result.certificate_holds) and max(result.max_bits) <= bits
+            cells.append(f"{result.mean:.4f}" + ("" if holds else " (certificate FAILED)"))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Fit time per epoch",
+        "",
+        "Median seconds per epoch on fold 0, the QNN and a plain float skorch MLP of the same",
+        "topology, optimizer, learning rate, batch size and epochs, fitted one after the other.",
+        "",
+        "![fit time ratio](fit_time_ratio.png)",
+        "",
+        "| dataset | QNN s/epoch | float s/epoch | ratio (budget 2x) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, (qnn_s, float_s) in timing.items():
+        lines.append(f"| {name} | {qnn_s:.4f} | {float_s:.4f} | {qnn_s / float_s:.2f} |")
+    lines += [
+        "",
+        "## Integer-model throughput",
+        "",
+        f"{THROUGHPUT_ROWS:,} rows predicted by the integer model (numpy) and by the torch",
+        "eval forward of the same module, one run each.",
+        "",
+        "| dataset | integer model rows/s | torch forward rows/s |",
+        "| --- | --- | --- |",
+    ]
+    for name, (integer_rate, torch_rate) in speeds.items():
+        lines.append(f"| {name} | {integer_rate:,.0f} | {torch_rate:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--output", type=Path, default=HERE)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    start = time.perf_counter()
+    results, ceilings, timing, speeds = {}, {}, {}, {}
+    for name in args.datasets:
+        n_features = folds(name)[0].X_train.shape[1]
+        ceilings[name] = float_ceiling(name, hidden=n_features * 4)
+        results[name] = {}
+        for bits in ACCUM_BITS:
+            result = evaluate_qnn(name, module__n_accum_bits=bits)
+            results[name][bits] = result
+            print(f"{name} {bits} bits: {result.mean:.4f} {result.scores}", flush=True)
+        timing[name] = epoch_seconds(name)
+        speeds[name] = throughput(name)
+        print(f"{name}: ceiling {ceilings[name]}, epoch s {timing[name]}", flush=True)
+    args.output.mkdir(parents=True, exist_ok=True)
+    plot_accuracy(results, ceilings, args.output / "accuracy_vs_accum_bits.png")
+    plot_timing(timing, args.output / "fit_time_ratio.png")
+    text = write_results(results, ceilings, timing, speeds, time.perf_counter() - start)
+    (args.output / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

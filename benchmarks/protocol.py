@@ -1,0 +1,125 @@
+"""The accuracy protocol of the benchmark suite: datasets, folds, scoring, float ceilings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn import datasets
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+from concrete_qnn import QNNClassifier, QNNRegressor
+
+N_FOLDS = 5
+SEED = 0
+
+
+def _synthetic():
+    return datasets.make_classification(
+        n_samples=2000, n_features=20, n_informative=10, n_classes=3, random_state=0
+    )
+
+
+# name -> (loader returning X, y; task)
+DATASETS = {
+    "breast_cancer": (lambda: datasets.load_breast_cancer(return_X_y=True), "classification"),
+    "digits": (lambda: datasets.load_digits(return_X_y=True), "classification"),
+    "wine": (lambda: datasets.load_wine(return_X_y=True), "classification"),
+    "synthetic": (_synthetic, "classification"),
+    "diabetes": (lambda: datasets.load_diabetes(return_X_y=True), "regression"),
+}
+
+
+@dataclass
+class Fold:
+    """One cross-validation fold, features (and a regression target) standardized with the
+    training part's mean and standard deviation."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def folds(name: str) -> list[Fold]:
+    """The 5 folds: StratifiedKFold(5, shuffle, seed 0); KFold likewise for regression."""
+    loader, task = DATASETS[name]
+    X, y = loader()
+    X = X.astype(np.float64)
+    if task == "classification":
+        splitter = StratifiedKFold(N_FOLDS, shuffle=True, random_state=SEED)
+    else:
+        splitter = KFold(N_FOLDS, shuffle=True, random_state=SEED)
+        y = y.astype(np.float64)
+    result = []
+    for train, test in splitter.split(X, y):
+        mean, std = X[train].mean(axis=0), X[train].std(axis=0)
+        std[std == 0] = 1.0
+        X_train, X_test = (X[train] - mean) / std, (X[test] - mean) / std
+        y_train, y_test = y[train], y[test]
+        if task == "regression":
+            y_mean, y_std = y_train.mean(), y_train.std()
+            y_train, y_test = (y_train - y_mean) / y_std, (y_test - y_mean) / y_std
+        result.append(Fold(X_train, y_train, X_test, y_test))
+    return result
+
+
+@dataclass
+class Result:
+    """Scores (accuracy or R^2) per fold and what each fit reported."""
+
+    scores: list[float] = field(default_factory=list)
+    max_bits: list[int] = field(default_factory=list)
+    certificate_holds: list[bool] = field(default_factory=list)
+    fit_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+
+def evaluate_qnn(name: str, **params) -> Result:
+    """Cross-validate the estimator (defaults, ``random_state=0``, overridden by params)."""
+    task = DATASETS[name][1]
+    estimator_class = QNNClassifier if task == "classification" else QNNRegressor
+    result = Result()
+    for fold in folds(name):
+        model = estimator_class(random_state=SEED, **params)
+        start = time.perf_counter()
+        model.fit(fold.X_train, fold.y_train)
+        result.fit_seconds.append(time.perf_counter() - start)
+        result.scores.append(float(model.score(fold.X_test, fold.y_test)))
+        certificate = model.certificate_
+        result.max_bits.append(certificate.max_bits)
+        result.certificate_holds.append(certificate.holds)
+    return result
+
+
+def float_ceiling(name: str, hidden: int) -> tuple[float, str]:
+    """The better mean score of a float MLP (two hidden layers of ``hidden``) and a
+    linear model, on the same folds; returns (score, which)."""
+    task = DATASETS[name][1]
+    if task == "classification":
+        candidates = {
+            "MLP": lambda: MLPClassifier((hidden, hidden), max_iter=500, random_state=SEED),
+            "linear": lambda: LogisticRegression(max_iter=5000),
+        }
+    else:
+        candidates = {
+            "MLP": lambda: MLPRegressor(
+                (hidden, hidden), max_iter=500, early_stopping=True, random_state=SEED
+            ),
+            "linear": lambda: Ridge(),
+        }
+    means = {}
+    for label, make in candidates.items():
+        scores = [
+            make().fit(fold.X_train, fold.y_train).score(fold.X_test, fold.y_test)
+            for fold in folds(name)
+        ]
+        means[label] = float(np.mean(scores))
+    best = max(means, key=means.get)
+    return means[best], best
