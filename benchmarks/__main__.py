@@ -153,7 +153,8 @@ def write_results(results, ceilings, timing, speeds, seconds: float) -> str:
         "deviation, the diabetes target likewise; score = accuracy, or R^2 on the standardized",
         "target; mean over folds. Estimator defaults (3 layers, multiplier 4, 3-bit weights",
         "and activations), `random_state=0`. Every fitted model's certificate was checked.",
-        f"Machine: {torch.get_num_threads()} torch threads, CPU. Total time {seconds / 60:.1f} min.",
+        f"Machine: {torch.get_num_threads()} torch thread(s), CPU. "
+        f"Total time {seconds / 60:.1f} min.",
         "",
         "## Accuracy at 3/3/8 bits",
         "",

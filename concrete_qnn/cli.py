@@ -132,11 +132,6 @@ def train(args) -> None:
         y_train = y_train.astype(np.float64)
         target_mean, target_std = float(y_train.mean()), float(y_train.std() or 1.0)
         y_train = (y_train - target_mean) / target_std
-    callbacks = None
-    if not args.no_progress:
-        from skorch.callbacks import ProgressBar
-
-        callbacks = [ProgressBar()]
     estimator_class = QNNClassifier if task == "classification" else QNNRegressor
     estimator = estimator_class(
         module__n_w_bits=args.n_w_bits,
@@ -144,7 +139,7 @@ def train(args) -> None:
         module__n_accum_bits=args.n_accum_bits,
         max_epochs=args.epochs,
         random_state=args.random_state,
-        callbacks=callbacks,
+        progress_bar=not args.no_progress,
     )
     start = time.perf_counter()
     estimator.fit(scaler.transform(X_train), y_train)

