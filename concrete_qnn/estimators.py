@@ -65,7 +65,7 @@ class _QNNEstimatorMixin:
         progress = [("progress_bar", ProgressBar(batches_per_epoch="count"))]
         return [
             *super()._default_callbacks,
-            *(progress if self.progress_bar else []),
+            *(progress if self.progress_bar is True else []),
             ("lr_schedule", CosineLearningRate()),
             ("accumulator_pruning", AccumulatorPruning()),
         ]
@@ -124,6 +124,8 @@ class _QNNEstimatorMixin:
         return self
 
     def _validate_fit_data(self, X, y, reset: bool):
+        if not isinstance(self.progress_bar, bool):
+            raise ValueError(f"progress_bar must be True or False, got {self.progress_bar!r}")
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"

@@ -329,6 +329,11 @@ def test_verbose_zero_is_silent_and_one_prints_the_epoch_table(iris, capsys):
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == FAST["max_epochs"]
 
 
+def test_progress_bar_must_be_a_boolean(iris):
+    with pytest.raises(ValueError, match="progress_bar must be True or False, got 'yes'"):
+        QNNClassifier(progress_bar="yes", **FAST).fit(*iris)
+
+
 def test_progress_bar_is_one_parameter_away(iris, capsys):
     QNNClassifier(**FAST, progress_bar=True).fit(*iris)
     captured = capsys.readouterr()

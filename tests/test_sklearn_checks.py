@@ -1,4 +1,4 @@
-"""scikit-learn's own estimator checks, for both estimators."""
+"""scikit-learn's own estimator checks, for both estimators at their defaults."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -7,8 +7,8 @@ from concrete_qnn import QNNClassifier, QNNRegressor
 
 @parametrize_with_checks(
     [
-        QNNClassifier(random_state=0, max_epochs=30),
-        QNNRegressor(random_state=0, max_epochs=30),
+        QNNClassifier(random_state=0),
+        QNNRegressor(random_state=0),
     ]
 )
 def test_sklearn_compatible_estimator(estimator, check):
