@@ -276,24 +276,9 @@ class _QNNEstimatorMixin:
             self.optimizer_.load_state_dict(previous)
 
 
-class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
-    """Classifier whose network runs within ``module__n_accum_bits`` accumulators.
-
-    Parameters ``module__*`` are those of ``SparseQuantNeuralNetwork`` (``input_dim`` and
-    ``n_outputs`` come from the data). Other keyword arguments are skorch's
-    (``criterion__weight``, ``callbacks``, ``device``, ``iterator_train__*``, ...).
-    ``random_state`` seeds torch for bit-identical refits; ``progress_bar=True`` shows a
-    progress bar. Training defaults: AdamW
-    (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine learning-rate
-    schedule, ``batch_size="auto"`` (see ``auto_batch_size``), no validation split.
-
-    Attributes
-    ----------
-    classes_ : ndarray (n_classes,)
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str, when fitted on a DataFrame with string columns
-    certificate_ : AccumulatorCertificate
-    """
+def _estimator_init(default_criterion):
+    """The estimators' ``__init__``: every parameter explicit (scikit-learn and ``inspect``
+    read the defaults), ``criterion`` defaulting per estimator."""
 
     def __init__(
         self,
@@ -307,7 +292,7 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
         module__quant_narrow=False,
         module__quant_signed=True,
         *,
-        criterion=torch.nn.CrossEntropyLoss,
+        criterion=default_criterion,
         optimizer=torch.optim.AdamW,
         lr=0.002,
         max_epochs=60,
@@ -338,6 +323,30 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
                 **kwargs,
             ),
         )
+
+    return __init__
+
+
+class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
+    """Classifier whose network runs within ``module__n_accum_bits`` accumulators.
+
+    Parameters ``module__*`` are those of ``SparseQuantNeuralNetwork`` (``input_dim`` and
+    ``n_outputs`` come from the data). Other keyword arguments are skorch's
+    (``criterion__weight``, ``callbacks``, ``device``, ``iterator_train__*``, ...).
+    ``random_state`` seeds torch for bit-identical refits; ``progress_bar=True`` shows a
+    progress bar. Training defaults: AdamW
+    (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine learning-rate
+    schedule, ``batch_size="auto"`` (see ``auto_batch_size``), no validation split.
+
+    Attributes
+    ----------
+    classes_ : ndarray (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, when fitted on a DataFrame with string columns
+    certificate_ : AccumulatorCertificate
+    """
+
+    __init__ = _estimator_init(torch.nn.CrossEntropyLoss)
 
     @property
     def classes_(self) -> np.ndarray:
@@ -391,49 +400,7 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
     same dimensionality. Other parameters as ``QNNClassifier``.
     """
 
-    def __init__(
-        self,
-        module__n_layers=3,
-        module__n_hidden_neurons_multiplier=4,
-        module__n_w_bits=3,
-        module__n_a_bits=3,
-        module__n_accum_bits=8,
-        module__n_prune_neurons_percentage=0.0,
-        module__activation_function=torch.nn.ReLU,
-        module__quant_narrow=False,
-        module__quant_signed=True,
-        *,
-        criterion=torch.nn.MSELoss,
-        optimizer=torch.optim.AdamW,
-        lr=0.002,
-        max_epochs=60,
-        batch_size="auto",
-        train_split=None,
-        iterator_train__shuffle=True,
-        optimizer__weight_decay=0.1,
-        random_state=None,
-        verbose=0,
-        progress_bar=False,
-        **kwargs,
-    ):
-        module_params = {k: v for k, v in locals().items() if k.startswith("module__")}
-        self._init_qnn(
-            module_params,
-            random_state,
-            progress_bar,
-            dict(
-                criterion=criterion,
-                optimizer=optimizer,
-                lr=lr,
-                max_epochs=max_epochs,
-                batch_size=batch_size,
-                train_split=train_split,
-                iterator_train__shuffle=iterator_train__shuffle,
-                optimizer__weight_decay=optimizer__weight_decay,
-                verbose=verbose,
-                **kwargs,
-            ),
-        )
+    __init__ = _estimator_init(torch.nn.MSELoss)
 
     def _validate_targets(self, y, reset):
         y = np.asarray(y, dtype=np.float32)
