@@ -109,7 +109,8 @@ def plot_accuracy(results, ceilings, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.6))
+    figure, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.6), squeeze=False)
+    axes = axes[0]
     for axis, (name, by_bits) in zip(axes, results.items(), strict=True):
         bits = [b for b in ACCUM_BITS if b in by_bits]
         axis.plot(bits, [by_bits[b].mean for b in bits], "o-", label="QNN 3/3 bits")

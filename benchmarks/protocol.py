@@ -104,13 +104,18 @@ def float_ceiling(name: str, hidden: int) -> tuple[float, str]:
     task = DATASETS[name][1]
     if task == "classification":
         candidates = {
-            "MLP": lambda: MLPClassifier((hidden, hidden), max_iter=500, random_state=SEED),
+            "MLP": lambda: MLPClassifier(
+                hidden_layer_sizes=(hidden, hidden), max_iter=500, random_state=SEED
+            ),
             "linear": lambda: LogisticRegression(max_iter=5000),
         }
     else:
         candidates = {
             "MLP": lambda: MLPRegressor(
-                (hidden, hidden), max_iter=500, early_stopping=True, random_state=SEED
+                hidden_layer_sizes=(hidden, hidden),
+                max_iter=500,
+                early_stopping=True,
+                random_state=SEED,
             ),
             "linear": lambda: Ridge(),
         }
