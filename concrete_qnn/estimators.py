@@ -28,7 +28,8 @@ _DATA_PARAMETERS = ("module", "module__input_dim", "module__n_outputs")
 class _QNNEstimatorMixin:
     """What both estimators add to skorch: data validation, seeding, pruning, ``prune``.
 
-    Subclasses implement ``_validate_targets(y, reset) -> (y_for_torch, n_outputs)``.
+    Subclasses implement ``_validate_targets(y, reset, classes) -> (y_for_torch, n_outputs)``;
+    ``classes`` is ``partial_fit``'s argument (the labels to expect), else None.
     """
 
     # skorch sets these three in __init__; scikit-learn's rule is that __init__ sets
@@ -114,16 +115,14 @@ class _QNNEstimatorMixin:
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train ``max_epochs`` more epochs from the current weights (initializes once)."""
         first_call = not self.initialized_
-        if classes is not None and first_call:
-            self.classes = classes
-        X, y = self._validate_fit_data(X, y, reset=first_call)
+        X, y = self._validate_fit_data(X, y, reset=first_call, classes=classes)
         with self._seeded():
             if first_call:
                 self.initialize()
             self._train(X, y, **fit_params)
         return self
 
-    def _validate_fit_data(self, X, y, reset: bool):
+    def _validate_fit_data(self, X, y, reset: bool, classes=None):
         if not isinstance(self.progress_bar, bool):
             raise ValueError(f"progress_bar must be True or False, got {self.progress_bar!r}")
         if y is None:
@@ -139,7 +138,7 @@ class _QNNEstimatorMixin:
             multi_output=True,
             y_numeric=False,
         )
-        y, n_outputs = self._validate_targets(y, reset=reset)
+        y, n_outputs = self._validate_targets(y, reset=reset, classes=classes)
         if reset:
             self.n_outputs_ = n_outputs
             self.batch_size_ = auto_batch_size(len(X)) if self.batch_size == "auto" else None
@@ -352,11 +351,12 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     def classes_(self) -> np.ndarray:
         return self.label_encoder_.classes_
 
-    def _validate_targets(self, y, reset):
+    def _validate_targets(self, y, reset, classes=None):
         check_classification_targets(y)
         y = column_or_1d(y, warn=True)
         if reset:
-            labels = y if self.classes is None else np.asarray(self.classes)
+            classes = self.classes if classes is None else classes
+            labels = y if classes is None else np.asarray(classes)
             self.label_encoder_ = LabelEncoder().fit(labels)
             if len(self.classes_) < 2:
                 raise ValueError(
@@ -402,7 +402,7 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
 
     __init__ = _estimator_init(torch.nn.MSELoss)
 
-    def _validate_targets(self, y, reset):
+    def _validate_targets(self, y, reset, classes=None):
         y = np.asarray(y, dtype=np.float32)
         if reset:
             self.target_ndim_ = y.ndim

@@ -388,3 +388,12 @@ def test_auto_batch_size_depends_on_the_data_and_leaves_the_parameter(fitted, ir
     sized = QNNClassifier(batch_size=50, **FAST).fit(X, y)
     assert sized.batch_size_ is None
     assert "batch_size" not in sized.get_params_for("iterator_train")  # skorch uses 50
+
+
+def test_partial_fit_classes_announce_labels_without_changing_parameters(iris):
+    X, y = iris
+    model = QNNClassifier(**FAST).partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])
+    np.testing.assert_array_equal(model.classes_, [0, 1, 2])
+    assert model.get_params()["classes"] is None
+    model.partial_fit(X, y)  # the third class arrives later
+    assert set(model.predict(X)) <= {0, 1, 2}
