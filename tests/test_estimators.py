@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_iris, make_regression
+from sklearn.datasets import load_breast_cancer, make_regression
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -24,12 +24,6 @@ from concrete_qnn.callbacks import AccumulatorPruning
 from concrete_qnn.estimators import auto_batch_size
 
 FAST = {"max_epochs": 15, "random_state": 0}
-
-
-@pytest.fixture(scope="module")
-def iris():
-    X, y = load_iris(return_X_y=True)
-    return StandardScaler().fit_transform(X), y
 
 
 @pytest.fixture(scope="module")

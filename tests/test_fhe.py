@@ -5,22 +5,14 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris
-from sklearn.preprocessing import StandardScaler
 
 from concrete_qnn import QNNClassifier, QNNRegressor
 
 
 @pytest.fixture(scope="module")
-def data():
-    X, y = load_iris(return_X_y=True)
-    return StandardScaler().fit_transform(X), y
-
-
-@pytest.fixture(scope="module")
-def compiled(data):
+def compiled(iris):
     """A tiny classifier (4 hidden neurons a layer) keeps key generation short."""
-    X, y = data
+    X, y = iris
     model = QNNClassifier(random_state=0, max_epochs=10, module__n_hidden_neurons_multiplier=1)
     return model.fit(X, y).compile(X[:20])
 
@@ -40,8 +32,8 @@ def test_circuit_bit_width_is_the_certified_one(compiled):
     assert circuit.n_table_lookups == 8  # two hidden layers of 4 neurons
 
 
-def test_simulate_equals_disable_on_data_and_corners(compiled, data):
-    X, _ = data
+def test_simulate_equals_disable_on_data_and_corners(compiled, iris):
+    X, _ = iris
     for rows in (X, corner_inputs(compiled)):
         np.testing.assert_array_equal(
             compiled.predict_proba(rows, fhe="simulate"), compiled.predict_proba(rows)
@@ -54,8 +46,8 @@ def test_simulate_equals_disable_on_data_and_corners(compiled, data):
     assert set(np.unique(codes)) == {low, high}
 
 
-def test_execute_equals_disable_and_keys_are_made_once(compiled, data, monkeypatch):
-    X, _ = data
+def test_execute_equals_disable_and_keys_are_made_once(compiled, iris, monkeypatch):
+    X, _ = iris
     rows = X[[0, 75]]
     np.testing.assert_array_equal(
         compiled.predict_proba(rows, fhe="execute"), compiled.predict_proba(rows)
@@ -67,15 +59,15 @@ def test_execute_equals_disable_and_keys_are_made_once(compiled, data, monkeypat
     )
 
 
-def test_regressor_compiles_and_simulates(data):
-    X, y = data
+def test_regressor_compiles_and_simulates(iris):
+    X, y = iris
     model = QNNRegressor(random_state=0, max_epochs=5, module__n_hidden_neurons_multiplier=1)
     model.fit(X, y.astype(float)).compile(X)
     np.testing.assert_array_equal(model.predict(X, fhe="simulate"), model.predict(X))
 
 
-def test_uncompiled_and_unknown_modes_are_refused(data, compiled):
-    X, y = data
+def test_uncompiled_and_unknown_modes_are_refused(iris, compiled):
+    X, y = iris
     model = QNNClassifier(random_state=0, max_epochs=2).fit(X, y)
     with pytest.raises(RuntimeError, match="not compiled for FHE: call compile"):
         model.predict(X, fhe="simulate")
@@ -83,21 +75,21 @@ def test_uncompiled_and_unknown_modes_are_refused(data, compiled):
         compiled.predict(X, fhe="encrypted")
 
 
-def test_a_refit_needs_a_new_compile(data):
-    X, y = data
+def test_a_refit_needs_a_new_compile(iris):
+    X, y = iris
     model = QNNClassifier(random_state=0, max_epochs=2, module__n_hidden_neurons_multiplier=1)
     model.fit(X, y).compile(X[:5]).fit(X, y)
     with pytest.raises(RuntimeError, match="not compiled"):
         model.predict(X, fhe="simulate")
 
 
-def test_pickling_drops_the_circuit(compiled, data):
+def test_pickling_drops_the_circuit(compiled, iris):
     restored = pickle.loads(pickle.dumps(compiled))
     assert not hasattr(restored, "fhe_circuit_")
-    np.testing.assert_array_equal(restored.predict(data[0]), compiled.predict(data[0]))
+    np.testing.assert_array_equal(restored.predict(iris[0]), compiled.predict(iris[0]))
 
 
-def test_missing_extra_says_how_to_install(compiled, data, monkeypatch):
+def test_missing_extra_says_how_to_install(compiled, iris, monkeypatch):
     monkeypatch.setitem(sys.modules, "concrete", None)
     with pytest.raises(ImportError, match=r"pip install 'concrete-qnn\[fhe\]'"):
-        compiled.compile(data[0])
+        compiled.compile(iris[0])
