@@ -7,6 +7,8 @@ certificate and the tests.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 
@@ -106,3 +108,46 @@ def _bit_length(values: np.ndarray) -> np.ndarray:
     return np.array([int(v).bit_length() for v in np.ravel(values)], dtype=np.int64).reshape(
         np.shape(values)
     )
+
+
+def lookup_bits_per_layer(rounding_threshold_bits, n_hidden_layers: int) -> list[int | None]:
+    """Validate ``rounding_threshold_bits``: the bits each hidden layer's table lookup reads.
+
+    ``None`` reads the whole accumulator; an integer ``n >= 1`` applies to every hidden
+    layer; a list or tuple gives one entry (``None`` or ``n >= 1``) per hidden layer.
+    (Concrete ML calls this ``rounding_threshold_bits``.)
+
+    Raises
+    ------
+    ValueError
+        If an entry is not ``None`` or an integer >= 1, or a sequence has the wrong length.
+    """
+    if isinstance(rounding_threshold_bits, (list, tuple)):
+        entries = list(rounding_threshold_bits)
+        if len(entries) != n_hidden_layers:
+            raise ValueError(
+                f"rounding_threshold_bits needs one entry per hidden layer ({n_hidden_layers}), "
+                f"got {len(entries)}: {rounding_threshold_bits!r}"
+            )
+    else:
+        entries = [rounding_threshold_bits] * n_hidden_layers
+    for entry in entries:
+        if entry is not None and (
+            isinstance(entry, bool) or not isinstance(entry, numbers.Integral) or entry < 1
+        ):
+            raise ValueError(
+                "rounding_threshold_bits must be None, an integer >= 1 or one such entry per "
+                f"hidden layer, got {rounding_threshold_bits!r}"
+            )
+    return [None if entry is None else int(entry) for entry in entries]
+
+
+def lsbs_to_remove(accumulator_bits: int, lookup_bits: int | None) -> int:
+    """Low bits dropped before a table lookup that reads ``lookup_bits`` of the accumulator.
+
+    ``floor(A / 2^k)`` with ``k = max(0, accumulator_bits - lookup_bits)``: concrete-python's
+    ``truncate_bit_pattern(A, k)``; ``k = 0`` when ``lookup_bits`` is None.
+    """
+    if lookup_bits is None:
+        return 0
+    return max(0, int(accumulator_bits) - int(lookup_bits))

@@ -31,6 +31,9 @@ class LayerCertificate:
         Signed bit-width each neuron's interval needs.
     observed : (int, int) or None
         Smallest and largest accumulator seen on data, when measured.
+    lookup_bits : int or None
+        Bits of the accumulator that the table lookup after this layer reads (the certified
+        width less the low bits it drops), for a hidden layer of an integer model.
     """
 
     name: str
@@ -40,10 +43,15 @@ class LayerCertificate:
     hi: np.ndarray
     bits: np.ndarray
     observed: tuple[int, int] | None = None
+    lookup_bits: int | None = None
 
     def with_observed(self, low: int, high: int) -> LayerCertificate:
         """A copy that also records the accumulator range observed on data."""
         return replace(self, observed=(int(low), int(high)))
+
+    def with_lookup_bits(self, lookup_bits: int) -> LayerCertificate:
+        """A copy that also records the bits its table lookup reads."""
+        return replace(self, lookup_bits=int(lookup_bits))
 
     @classmethod
     def from_codes(
@@ -79,8 +87,10 @@ class AccumulatorCertificate:
     def rows(self) -> list[dict]:
         """One summary dict per layer: fan-in (max), lo (min), hi (max), bits (max).
 
-        With observed ranges, also ``observed_lo`` and ``observed_hi``.
+        With lookups, also ``lookup_bits`` (None for the last layer, which has none); with
+        observed ranges, also ``observed_lo`` and ``observed_hi``.
         """
+        with_lookups = any(layer.lookup_bits is not None for layer in self.layers)
         rows = []
         for layer in self.layers:
             row = {
@@ -92,6 +102,8 @@ class AccumulatorCertificate:
                 "hi": int(layer.hi.max()),
                 "bits": int(layer.bits.max()),
             }
+            if with_lookups:
+                row["lookup_bits"] = layer.lookup_bits
             if layer.observed is not None:
                 row["observed_lo"], row["observed_hi"] = layer.observed
             rows.append(row)
@@ -107,7 +119,9 @@ class AccumulatorCertificate:
         """The summary table as aligned text, with the verdict on its last line."""
         rows = self.rows()
         columns = list(rows[0])
-        cells = [columns] + [[str(row[c]) for c in columns] for row in rows]
+        cells = [columns] + [
+            ["-" if row[c] is None else str(row[c]) for c in columns] for row in rows
+        ]
         widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
         lines = [
             "  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in cells

@@ -15,11 +15,15 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import ProgressBar
 
+from concrete_qnn.accumulator import lookup_bits_per_layer
 from concrete_qnn.callbacks import AccumulatorPruning, CosineLearningRate
 from concrete_qnn.certificate import AccumulatorCertificate
 from concrete_qnn.fhe import check_fhe_mode
 from concrete_qnn.integer_model import OutputHead
 from concrete_qnn.qnn_module import SparseQuantNeuralNetwork
+
+# Bits of the certified accumulator each table lookup reads (see benchmarks/FHE_COST.md).
+DEFAULT_ROUNDING_THRESHOLD_BITS = 5
 
 # Parameters fixed by the data, never by the user.
 _DATA_PARAMETERS = ("module", "module__input_dim", "module__n_outputs")
@@ -38,7 +42,9 @@ class _QNNEstimatorMixin:
     initialized_ = False
     virtual_params_ = MappingProxyType({})
 
-    def _init_qnn(self, module_params: dict, random_state, progress_bar, kwargs: dict) -> None:
+    def _init_qnn(
+        self, module_params: dict, random_state, progress_bar, rounding_threshold_bits, kwargs
+    ) -> None:
         if kwargs.pop("compile", False):
             raise ValueError(
                 f"{type(self).__name__} does not take skorch's compile (torch.compile): its "
@@ -55,6 +61,7 @@ class _QNNEstimatorMixin:
             del self.__dict__[name]
         self.random_state = random_state
         self.progress_bar = progress_bar
+        self.rounding_threshold_bits = rounding_threshold_bits
 
     # ------------------------------------------------------------------ parameters
     def _get_param_names(self):
@@ -108,9 +115,32 @@ class _QNNEstimatorMixin:
     def _train(self, X, y, **fit_params) -> None:
         """skorch's training loop (pruning runs in its callback), then the integer model."""
         NeuralNet.partial_fit(self, X, y, **fit_params)
-        self.integer_model_ = self.module_.to_integer_model(
-            self._output_head(), getattr(self, "feature_names_in_", None)
+        self.integer_model_ = self._build_integer_model(self.rounding_threshold_bits)
+
+    def _build_integer_model(self, rounding_threshold_bits):
+        """The trained module as an integer model whose lookups read
+        ``rounding_threshold_bits`` bits (see ``SparseQuantNeuralNetwork.to_integer_model``)."""
+        return self.module_.to_integer_model(
+            self._output_head(), getattr(self, "feature_names_in_", None), rounding_threshold_bits
         )
+
+    def set_params(self, **params):
+        """skorch's ``set_params``. A new ``rounding_threshold_bits`` on a fitted estimator
+        rebuilds ``integer_model_`` from the trained module at once (no refit needed; a
+        compiled circuit is dropped): ``predict``, ``save`` and ``compile`` then use it.
+
+        Raises
+        ------
+        ValueError
+            If ``rounding_threshold_bits`` is invalid; nothing is changed then.
+        """
+        if "rounding_threshold_bits" not in params or not self.__sklearn_is_fitted__():
+            return super().set_params(**params)
+        integer_model = self._build_integer_model(params["rounding_threshold_bits"])
+        super().set_params(**params)
+        self.integer_model_ = integer_model
+        self.__dict__.pop("fhe_circuit_", None)
+        return self
 
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train ``max_epochs`` more epochs from the current weights (initializes once)."""
@@ -139,6 +169,9 @@ class _QNNEstimatorMixin:
             y_numeric=False,
         )
         y, n_outputs = self._validate_targets(y, reset=reset, classes=classes)
+        n_layers = self.get_params_for("module").get("n_layers", 3)
+        if isinstance(n_layers, numbers.Integral) and n_layers >= 1:  # else the module refuses
+            lookup_bits_per_layer(self.rounding_threshold_bits, n_layers - 1)
         if reset:
             self.n_outputs_ = n_outputs
             self.batch_size_ = auto_batch_size(len(X)) if self.batch_size == "auto" else None
@@ -302,6 +335,7 @@ def _estimator_init(default_criterion):
         random_state=None,
         verbose=0,
         progress_bar=False,
+        rounding_threshold_bits=DEFAULT_ROUNDING_THRESHOLD_BITS,
         **kwargs,
     ):
         module_params = {k: v for k, v in locals().items() if k.startswith("module__")}
@@ -309,6 +343,7 @@ def _estimator_init(default_criterion):
             module_params,
             random_state,
             progress_bar,
+            rounding_threshold_bits,
             dict(
                 criterion=criterion,
                 optimizer=optimizer,
@@ -333,7 +368,12 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     ``n_outputs`` come from the data). Other keyword arguments are skorch's
     (``criterion__weight``, ``callbacks``, ``device``, ``iterator_train__*``, ...).
     ``random_state`` seeds torch for bit-identical refits; ``progress_bar=True`` shows a
-    progress bar. Training defaults: AdamW
+    progress bar. ``rounding_threshold_bits`` (default 5; None for none, or one entry per
+    hidden layer) is how many high bits of each hidden layer's certified accumulator its
+    table lookup reads: the integer model drops the others (``floor(A / 2^k)``, as
+    concrete-python's ``truncate_bit_pattern``), in the clear and under FHE alike, which
+    makes encrypted inference several times faster for a small loss of accuracy (Concrete
+    ML's parameter of the same name). Training defaults: AdamW
     (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine learning-rate
     schedule, ``batch_size="auto"`` (see ``auto_batch_size``), no validation split.
 

@@ -1,7 +1,8 @@
 """The integer-only model: exact inference on integer codes, numpy only (DESIGN.md section 4).
 
 ``quantize_input`` -> per layer ``A = codes @ W.T + B`` (exact) -> between layers a table
-lookup ``T_l(A)`` that gives the next layer's input code -> ``dequantize_output``. Every
+lookup ``T_l(floor(A / 2^k_l))`` that gives the next layer's input code (``k_l`` low bits
+dropped, as concrete-python's ``truncate_bit_pattern`` drops them) -> ``dequantize_output``. Every
 array is validated on construction and the accumulator certificate is recomputed from the
 integer weights, so a model that breaks its bound cannot be built or loaded. This module
 imports neither torch nor pickle.
@@ -19,7 +20,7 @@ import numpy as np
 from concrete_qnn.accumulator import code_range
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Rows per batch in predict: bounds peak memory (a 256-wide layer costs ~50 MB per batch).
 BATCH_ROWS = 16384
 # float64 represents every integer below 2^53 exactly: BLAS products are exact below it.
@@ -60,20 +61,27 @@ class IntegerModel:
     scales : list of float64 arrays (n_out_l,)
         Real value of one accumulator unit per neuron (``s_w * s_x``).
     tables : list of int64 arrays (n_out_l, width_l), one per hidden layer
-        ``tables[l][j, A - table_offsets[l][j]]`` is the next layer's input code.
+        ``tables[l][j, (A >> lsbs_to_remove[l]) - table_offsets[l][j]]`` is the next layer's
+        input code.
     table_offsets : list of int64 arrays (n_out_l,)
-        The accumulator value of each table row's first entry.
+        ``A >> lsbs_to_remove[l]`` of each table row's first entry.
     head : OutputHead
     feature_names : array of str or None
     feature_mean, feature_std : float64 arrays (n_features,) or None
         Standardization applied before quantization, ``(X - mean) / std``, for a model
         trained on standardized features (as a ``StandardScaler`` computes it).
+    lsbs_to_remove : list of int, one per hidden layer, or None (all 0)
+        Low accumulator bits each table lookup drops: the table reads ``floor(A / 2^k)``,
+        bit for bit what ``fhe.truncate_bit_pattern(A, k)`` gives under FHE, so it reads
+        ``bits - k`` bits of a ``bits``-bit certified accumulator (``lookup_bits`` in the
+        certificate). ``0 <= k < bits``.
 
     Raises
     ------
     ValueError
-        If a shape, dtype or code range is wrong, or the certificate recomputed from the
-        weights exceeds ``n_accum_bits``.
+        If a shape, dtype or code range is wrong, a ``lsbs_to_remove`` entry is outside
+        ``[0, bits)``, or the certificate recomputed from the weights exceeds
+        ``n_accum_bits``.
     """
 
     def __init__(
@@ -89,6 +97,7 @@ class IntegerModel:
         feature_names=None,
         feature_mean=None,
         feature_std=None,
+        lsbs_to_remove=None,
     ):
         self.config = {key: config[key] for key in _CONFIG_KEYS}
         self.input_scale = float(input_scale)
@@ -101,9 +110,20 @@ class IntegerModel:
         self.feature_names = None if feature_names is None else np.asarray(feature_names)
         self.feature_mean = feature_mean
         self.feature_std = feature_std
+        self.lsbs_to_remove = (
+            [0] * len(self.tables) if lsbs_to_remove is None else list(lsbs_to_remove)
+        )
         self._validate_arrays()
         self.certificate = self._certify()
         self._validate_tables()
+        self.certificate = AccumulatorCertificate(
+            tuple(
+                layer.with_lookup_bits(layer.bits.max() - shift)
+                for layer, shift in zip(self.certificate.layers, self.lsbs_to_remove, strict=False)
+            )
+            + self.certificate.layers[len(self.tables) :],
+            self.certificate.n_accum_bits,
+        )
         # Exact arithmetic: float64 BLAS where every partial sum stays below 2^53, else int64.
         self._exact_in_float64 = [
             self._partial_sum_bound(layer) < _FLOAT64_EXACT for layer in range(self.n_layers)
@@ -209,15 +229,32 @@ class IntegerModel:
 
     def _validate_tables(self) -> None:
         low, high = self.input_range
-        for layer, (table, offsets) in enumerate(zip(self.tables, self.table_offsets, strict=True)):
+        if len(self.lsbs_to_remove) != len(self.tables):
+            raise ValueError(
+                f"lsbs_to_remove needs one entry per hidden layer ({len(self.tables)}), got "
+                f"{len(self.lsbs_to_remove)}"
+            )
+        for layer, (table, offsets, shift) in enumerate(
+            zip(self.tables, self.table_offsets, self.lsbs_to_remove, strict=True)
+        ):
             layer_certificate = self.certificate.layers[layer]
+            layer_bits = int(layer_certificate.bits.max())
+            if (
+                isinstance(shift, bool)
+                or not isinstance(shift, (int, np.integer))
+                or not 0 <= shift < layer_bits
+            ):
+                raise ValueError(
+                    f"lsbs_to_remove[{layer}] must be an integer in [0, {layer_bits}) for a "
+                    f"{layer_bits}-bit accumulator, got {shift!r}"
+                )
             n_out = self.weights[layer].shape[0]
             _check_array(f"tables[{layer}]", table, np.int64, ndim=2)
             _check_array(f"table_offsets[{layer}]", offsets, np.int64, shape=(n_out,))
             if table.shape[0] != n_out:
                 raise ValueError(f"tables[{layer}] has {table.shape[0]} rows, expected {n_out}")
-            if np.any(offsets > layer_certificate.lo) or np.any(
-                offsets + table.shape[1] - 1 < layer_certificate.hi
+            if np.any(offsets > layer_certificate.lo >> shift) or np.any(
+                offsets + table.shape[1] - 1 < layer_certificate.hi >> shift
             ):
                 raise ValueError(
                     f"tables[{layer}] does not cover every certified accumulator value "
@@ -256,8 +293,9 @@ class IntegerModel:
         return codes @ weight.T + bias
 
     def lookup(self, layer: int, accumulators: np.ndarray) -> np.ndarray:
-        """Next layer's input codes, int64 (n_samples, n_out): the table of ``layer``."""
-        index = accumulators - self.table_offsets[layer]
+        """Next layer's input codes, int64 (n_samples, n_out): the table of ``layer`` read
+        at ``floor(A / 2^lsbs_to_remove[layer])``."""
+        index = (accumulators >> self.lsbs_to_remove[layer]) - self.table_offsets[layer]
         return np.take_along_axis(self.tables[layer], index.T, axis=1).T
 
     def dequantize_output(self, accumulators: np.ndarray) -> np.ndarray:
@@ -330,6 +368,7 @@ class IntegerModel:
             feature_names,
             np.asarray(feature_mean, dtype=np.float64),
             np.asarray(feature_std, dtype=np.float64),
+            self.lsbs_to_remove,
         )
 
     def observed_certificate(self, X) -> AccumulatorCertificate:
@@ -362,6 +401,7 @@ class IntegerModel:
             "config": self.config,
             "input_scale": self.input_scale,
             "n_layers": self.n_layers,
+            "lsbs_to_remove": [int(shift) for shift in self.lsbs_to_remove],
             "task": self.head.task,
             "classes": None if self.head.classes is None else self.head.classes.tolist(),
             "target_ndim": self.head.target_ndim,
@@ -428,6 +468,7 @@ class IntegerModel:
                 metadata["feature_names"],
                 arrays.get("feature_mean"),
                 arrays.get("feature_std"),
+                metadata["lsbs_to_remove"],
             )
         except KeyError as error:
             raise ValueError(f"{path} lacks the entry {error}") from None

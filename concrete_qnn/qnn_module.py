@@ -18,7 +18,14 @@ from brevitas.quant import (
 )
 from torch import nn
 
-from concrete_qnn.accumulator import accumulator_bounds, code_range, max_fan_in, signed_range
+from concrete_qnn.accumulator import (
+    accumulator_bounds,
+    code_range,
+    lookup_bits_per_layer,
+    lsbs_to_remove,
+    max_fan_in,
+    signed_range,
+)
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
 from concrete_qnn.integer_model import IntegerModel, OutputHead
 
@@ -414,33 +421,55 @@ class SparseQuantNeuralNetwork(nn.Module):
             scale.cpu().numpy().astype(np.float64),
         )
 
-    def to_integer_model(self, head: OutputHead, feature_names=None) -> IntegerModel:
+    def to_integer_model(
+        self, head: OutputHead, feature_names=None, rounding_threshold_bits=None
+    ) -> IntegerModel:
         """The integer-only model that computes what this module computes in eval mode.
 
         Call after ``make_pruning_permanent``. Each hidden layer's table maps every
         certified accumulator value ``A`` of a neuron to the next input code
         ``round(act(s * A) / s_next)`` clipped to the code range, evaluated in float32 as
         the torch forward pass evaluates it.
+
+        With ``rounding_threshold_bits`` (None, an integer >= 1, or one entry per hidden
+        layer; see ``accumulator.lookup_bits_per_layer``) a table reads only that many high
+        bits of a layer's certified accumulator width: it is indexed by
+        ``floor(A / 2^k)`` and each entry is the function above at the centre of the
+        accumulator values of its bucket that lie in the neuron's certified interval. The
+        model then differs from the torch module by that rounding, exactly as its FHE
+        circuit does.
+
+        Raises
+        ------
+        ValueError
+            If pruning masks are still attached, or ``rounding_threshold_bits`` is invalid.
         """
         if self.pruning_enabled:
             raise ValueError("make_pruning_permanent() first: pruning masks are still attached")
+        lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
         codes = [self._layer_codes(i) for i in range(self.n_layers)]
         certificate = self.accumulator_certificate()
-        tables, offsets = [], []
+        tables, offsets, shifts = [], [], []
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
                 for i in range(self.n_layers - 1):
                     layer = certificate.layers[i]
-                    width = int((layer.hi - layer.lo).max()) + 1
-                    values = layer.lo[:, None] + np.arange(width)[None, :]
+                    shift = lsbs_to_remove(layer.bits.max(), lookup_bits[i])
+                    first, last = layer.lo >> shift, layer.hi >> shift
+                    buckets = first[:, None] + np.arange(int((last - first).max()) + 1)[None, :]
+                    # The centre of each bucket's accumulator values inside [lo, hi].
+                    bucket_low = np.maximum(buckets << shift, layer.lo[:, None])
+                    bucket_high = np.minimum(((buckets + 1) << shift) - 1, layer.hi[:, None])
+                    values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
                     real = torch.as_tensor(values * codes[i][2][:, None], dtype=torch.float32)
                     activated = getattr(self, f"act{i}")(real)
                     next_scale = getattr(self, f"quant{i + 1}").act_quant.scale().cpu()
                     next_codes = torch.round(activated / next_scale).double().numpy()
                     tables.append(np.clip(next_codes, *self.input_code_range).astype(np.int64))
-                    offsets.append(layer.lo.astype(np.int64))
+                    offsets.append(first.astype(np.int64))
+                    shifts.append(shift)
                 input_scale = float(self.quant0.act_quant.scale())
         finally:
             self.train(was_training)
@@ -454,6 +483,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             table_offsets=offsets,
             head=head,
             feature_names=feature_names,
+            lsbs_to_remove=shifts,
         )
 
     def accumulator_certificate(self) -> AccumulatorCertificate:

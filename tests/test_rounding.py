@@ -1,0 +1,270 @@
+"""Truncated table inputs (``rounding_threshold_bits``): integer model, files, estimators, FHE."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from sklearn.datasets import load_breast_cancer
+from sklearn.preprocessing import StandardScaler
+
+from concrete_qnn import IntegerModel, QNNClassifier, load
+from concrete_qnn.accumulator import bits_needed, lookup_bits_per_layer, lsbs_to_remove
+from concrete_qnn.integer_model import OutputHead
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="module")
+def fitted(cancer):
+    X, y = cancer
+    return QNNClassifier(random_state=0, max_epochs=30, rounding_threshold_bits=None).fit(X, y)
+
+
+def rounded(model, bits):
+    return model.module_.to_integer_model(model._output_head(), None, bits)
+
+
+# ---------------------------------------------------------------------- the rule
+def test_lookup_bits_per_layer_validates_and_expands():
+    assert lookup_bits_per_layer(None, 2) == [None, None]
+    assert lookup_bits_per_layer(4, 2) == [4, 4]
+    assert lookup_bits_per_layer([5, None], 2) == [5, None]
+    assert lookup_bits_per_layer(np.int64(3), 1) == [3]
+    for bad in (0, -1, 2.5, True, "4", [4], [4, 0]):
+        with pytest.raises(ValueError, match="rounding_threshold_bits"):
+            lookup_bits_per_layer(bad, 2)
+
+
+@pytest.mark.parametrize(
+    ("accumulator_bits", "lookup_bits", "expected"),
+    [(8, None, 0), (8, 8, 0), (8, 9, 0), (8, 5, 3), (8, 1, 7), (6, 4, 2)],
+)
+def test_lsbs_to_remove(accumulator_bits, lookup_bits, expected):
+    assert lsbs_to_remove(accumulator_bits, lookup_bits) == expected
+
+
+# ---------------------------------------------------------------------- integer model
+@pytest.mark.parametrize("bits", [None, 7, 6, 5, 4, 3, 1])
+def test_tables_hold_the_function_at_each_bucket_centre(fitted, bits):
+    """Recompute every table entry in numpy from the module's scales and the certificate."""
+    model = fitted
+    integer = rounded(model, bits)
+    module = model.module_
+    for layer in range(integer.n_layers - 1):
+        certificate = integer.certificate.layers[layer]
+        shift = integer.lsbs_to_remove[layer]
+        assert shift == lsbs_to_remove(certificate.bits.max(), bits)
+        assert certificate.lookup_bits == certificate.bits.max() - shift
+        next_scale = float(getattr(module, f"quant{layer + 1}").act_quant.scale())
+        low, high = integer.input_range
+        for neuron in range(0, len(certificate.lo), 29):
+            lo, hi = int(certificate.lo[neuron]), int(certificate.hi[neuron])
+            for accumulator in range(lo, hi + 1, 3):
+                bucket = accumulator >> shift
+                members = [a for a in range(lo, hi + 1) if a >> shift == bucket]
+                centre = (members[0] + members[-1]) / 2
+                real = np.float32(centre * integer.scales[layer][neuron])
+                code = np.clip(np.round(max(real, 0) / np.float32(next_scale)), low, high)
+                index = bucket - integer.table_offsets[layer][neuron]
+                assert integer.tables[layer][neuron, index] == code
+
+
+def test_without_rounding_the_model_is_the_torch_module(fitted, cancer):
+    X, _ = cancer
+    integer = rounded(fitted, None)
+    assert integer.lsbs_to_remove == [0, 0]
+    fitted.module_.eval()
+    with torch.no_grad():
+        expected = fitted.module_(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+    assert np.all(np.abs(integer.decision_outputs(X) - expected) <= integer.scales[-1])
+
+
+@pytest.mark.parametrize("bits", [6, 5, 4])
+def test_lookup_reads_the_truncated_accumulator(fitted, cancer, bits):
+    """A step by step evaluation with concrete's truncation semantics gives the same codes."""
+    X, _ = cancer
+    integer = rounded(fitted, bits)
+    codes = integer.quantize_input(X)
+    for layer in range(integer.n_layers - 1):
+        accumulators = integer.accumulate(layer, codes)
+        shift = integer.lsbs_to_remove[layer]
+        truncated = (accumulators >> shift) << shift  # fhe.truncate_bit_pattern
+        index = truncated // 2**shift - integer.table_offsets[layer]
+        expected = np.take_along_axis(integer.tables[layer], index.T, axis=1).T
+        codes = integer.lookup(layer, accumulators)
+        np.testing.assert_array_equal(codes, expected)
+
+
+def test_rounding_costs_little_accuracy_on_breast_cancer(fitted, cancer):
+    X, y = cancer
+    full = np.mean(rounded(fitted, None).predict(X) == y)
+    assert np.mean(rounded(fitted, 5).predict(X) == y) >= full - 0.02
+    assert np.mean(rounded(fitted, 4).predict(X) == y) >= full - 0.03
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_lookup_equals_the_table_at_the_truncated_value(data):
+    """For random weights, tables and shifts, lookup reads T[(A >> k) - offset]."""
+    n_in, n_hidden = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 5))
+    weights = [
+        data.draw(hnp.arrays(np.int64, (n_hidden, n_in), elements=st.integers(-4, 3))),
+        data.draw(hnp.arrays(np.int64, (2, n_hidden), elements=st.integers(-4, 3))),
+    ]
+    biases = [
+        data.draw(hnp.arrays(np.int64, (n_hidden,), elements=st.integers(-20, 20))),
+        np.zeros(2, dtype=np.int64),
+    ]
+    lo = biases[0] + np.minimum(weights[0] * -4, weights[0] * 3).sum(axis=1)
+    hi = biases[0] + np.maximum(weights[0] * -4, weights[0] * 3).sum(axis=1)
+    bits = int(bits_needed(lo, hi).max())
+    shift = data.draw(st.integers(0, bits - 1))
+    first, last = lo >> shift, hi >> shift
+    width = int((last - first).max()) + 1
+    table = data.draw(hnp.arrays(np.int64, (n_hidden, width), elements=st.integers(-4, 3)))
+    model = IntegerModel(
+        config=dict(n_w_bits=3, n_a_bits=3, n_accum_bits=12, quant_signed=True, quant_narrow=False),
+        input_scale=1.0,
+        weights=weights,
+        biases=biases,
+        scales=[np.ones(n_hidden), np.ones(2)],
+        tables=[table],
+        table_offsets=[first.astype(np.int64)],
+        head=OutputHead("classification", classes=np.array([0, 1])),
+        lsbs_to_remove=[shift],
+    )
+    codes = data.draw(hnp.arrays(np.int64, (5, n_in), elements=st.integers(-4, 3)))
+    accumulators = model.accumulate(0, codes)
+    expected = table[np.arange(n_hidden)[None, :], (accumulators >> shift) - first[None, :]]
+    np.testing.assert_array_equal(model.lookup(0, accumulators), expected)
+    assert model.certificate.layers[0].lookup_bits == bits - shift
+
+
+def test_shift_outside_the_accumulator_is_refused(fitted):
+    integer = rounded(fitted, 4)
+    arguments = dict(
+        config=integer.config,
+        input_scale=integer.input_scale,
+        weights=integer.weights,
+        biases=integer.biases,
+        scales=integer.scales,
+        tables=integer.tables,
+        table_offsets=integer.table_offsets,
+        head=integer.head,
+    )
+    bits = int(integer.certificate.layers[0].bits.max())
+    for bad in ([bits, 0], [-1, 0], [1.5, 0], [0]):
+        with pytest.raises(ValueError, match="lsbs_to_remove"):
+            IntegerModel(**arguments, lsbs_to_remove=bad)
+    # The tables were built for the truncated accumulators: without it they do not cover.
+    with pytest.raises(ValueError, match="does not cover every certified accumulator"):
+        IntegerModel(**arguments, lsbs_to_remove=[0, 0])
+
+
+# ---------------------------------------------------------------------- files
+def test_files_carry_the_truncation(fitted, cancer, tmp_path):
+    X, _ = cancer
+    fitted.set_params(rounding_threshold_bits=5)
+    try:
+        fitted.save(tmp_path / "model.npz")
+        loaded = load(tmp_path / "model.npz")
+        assert loaded.lsbs_to_remove == fitted.integer_model_.lsbs_to_remove != [0, 0]
+        np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+        assert loaded.certificate.rows() == fitted.certificate_.rows()
+        assert [row["lookup_bits"] for row in loaded.certificate.rows()] == [5, 5, None]
+        with np.load(tmp_path / "model.npz", allow_pickle=False) as archive:
+            metadata = json.loads(archive["metadata"].tobytes())
+        assert metadata["format_version"] == 2
+        assert metadata["lsbs_to_remove"] == loaded.lsbs_to_remove
+    finally:
+        fitted.set_params(rounding_threshold_bits=None)
+
+
+# ---------------------------------------------------------------------- estimators
+def test_set_params_rebuilds_the_integer_model_without_a_refit(fitted, cancer):
+    X, _ = cancer
+    weights = [w.copy() for w in fitted.integer_model_.weights]
+    fitted.set_params(rounding_threshold_bits=4)
+    try:
+        assert fitted.integer_model_.lsbs_to_remove == [
+            lsbs_to_remove(layer.bits.max(), 4) for layer in fitted.certificate_.layers[:-1]
+        ]
+        for before, after in zip(weights, fitted.integer_model_.weights, strict=True):
+            np.testing.assert_array_equal(before, after)
+        np.testing.assert_array_equal(fitted.predict(X), rounded(fitted, 4).predict(X))
+        model_before = fitted.integer_model_
+        with pytest.raises(ValueError, match="rounding_threshold_bits"):
+            fitted.set_params(rounding_threshold_bits=0)
+        assert fitted.rounding_threshold_bits == 4
+        assert fitted.integer_model_ is model_before
+    finally:
+        fitted.set_params(rounding_threshold_bits=None)
+
+
+def test_fit_refuses_a_bad_rounding_before_training(cancer):
+    X, y = cancer
+    model = QNNClassifier(rounding_threshold_bits=[4, 4, 4], max_epochs=1)
+    with pytest.raises(ValueError, match="one entry per hidden layer"):
+        model.fit(X, y)
+    assert not hasattr(model, "module_")
+
+
+def test_per_layer_rounding(cancer):
+    X, y = cancer
+    model = QNNClassifier(random_state=0, max_epochs=2, rounding_threshold_bits=[None, 4])
+    model.fit(X, y)
+    first, second = model.certificate_.layers[:2]
+    assert model.integer_model_.lsbs_to_remove[0] == 0
+    assert first.lookup_bits == first.bits.max()
+    assert second.lookup_bits == 4
+
+
+# ---------------------------------------------------------------------- FHE
+@pytest.fixture(scope="module")
+def compiled_rounded(iris):
+    X, y = iris
+    model = QNNClassifier(
+        random_state=0,
+        max_epochs=10,
+        module__n_hidden_neurons_multiplier=1,
+        rounding_threshold_bits=3,
+    )
+    return model.fit(X, y).compile(X[:20])
+
+
+def test_truncated_circuit_keeps_the_certified_width_and_counts_its_bootstraps(compiled_rounded):
+    circuit = compiled_rounded.fhe_circuit_
+    integer = compiled_rounded.integer_model_
+    assert circuit.max_bit_width == compiled_rounded.certificate_.max_bits
+    assert any(integer.lsbs_to_remove)
+    # Each dropped bit is one small bootstrap, then one lookup per neuron.
+    expected = sum(
+        table.shape[0] * (1 + shift)
+        for table, shift in zip(integer.tables, integer.lsbs_to_remove, strict=True)
+    )
+    assert circuit.circuit.programmable_bootstrap_count == expected
+
+
+def test_truncated_circuit_simulates_and_executes_exactly(compiled_rounded, iris):
+    X, _ = iris
+    integer = compiled_rounded.integer_model_
+    low, high = integer.input_range
+    pick = np.random.default_rng(1).random((1000, integer.n_features_in)) < 0.5
+    corners = np.where(pick, low, high) * integer.input_scale
+    for rows in (X, corners):
+        np.testing.assert_array_equal(
+            compiled_rounded.predict_proba(rows, fhe="simulate"),
+            compiled_rounded.predict_proba(rows),
+        )
+    rows = X[[0, 60, 120]]
+    np.testing.assert_array_equal(
+        compiled_rounded.predict_proba(rows, fhe="execute"), compiled_rounded.predict_proba(rows)
+    )
