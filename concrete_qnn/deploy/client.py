@@ -83,8 +83,9 @@ class FHEClient:
         ----------
         seed : int or None
             ``None`` draws the secret key at random; an integer in ``[1, 2**128)`` makes
-            the same keys every time (for tests; anyone with the seed can decrypt).
-            Encryption randomness is always fresh.
+            the same secret key every time (for tests; anyone with the seed can decrypt).
+            The evaluation keys and ciphertexts always use fresh encryption randomness, so
+            they differ between calls either way.
 
         Raises
         ------
@@ -197,8 +198,8 @@ class FHEClient:
         ValueError
             If ``X`` is not finite, has another number of features, or other column names.
         """
-        self._require_keys()
         codes = self.io.quantize_input(self._validate(X))
+        self._require_keys()
         return [self._client.encrypt(row).serialize() for row in codes]
 
     def decrypt(self, ciphertexts) -> np.ndarray:
@@ -238,8 +239,8 @@ class FHEClient:
         columns = getattr(X, "columns", None)
         if columns is not None and names is not None and list(map(str, columns)) != list(names):
             raise ValueError(
-                f"X has the columns {list(map(str, columns))[:5]}..., the model was fitted "
-                f"with {list(names)[:5]}...: pass the same columns in the same order"
+                f"X has the columns {list(map(str, columns))}, the model was fitted with "
+                f"{list(names)}: pass the same columns in the same order"
             )
         return check_array(X, dtype=np.float32)
 

@@ -1,0 +1,348 @@
+"""Deployment: artifacts, client, server, the HTTP server in a subprocess, Dask batch scoring.
+
+A tiny iris model (2/2/6 bits, one hidden layer of 4 neurons: a 5-bit circuit) keeps key
+generation to a few seconds and a row to about a second.
+"""
+
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import distributed
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from concrete import fhe
+from sklearn.exceptions import NotFittedError
+
+from concrete_qnn import QNNClassifier
+from concrete_qnn.deploy import FHEClient, FHEServer, ServerError
+from concrete_qnn.deploy.batch import run_on_dask
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = [0, 60, 120]
+
+
+def tiny(X, y, n_accum_bits=6):
+    model = QNNClassifier(
+        random_state=0,
+        max_epochs=10,
+        module__n_layers=2,
+        module__n_hidden_neurons_multiplier=1,
+        module__n_w_bits=2,
+        module__n_a_bits=2,
+        module__n_accum_bits=n_accum_bits,
+    )
+    return model.fit(X, y).compile(X[:20])
+
+
+@pytest.fixture(scope="module")
+def deployed(iris, tmp_path_factory):
+    """The model, its save_fhe directory and a client with seeded keys."""
+    X, y = iris
+    model = tiny(X, y)
+    directory = model.save_fhe(tmp_path_factory.mktemp("deploy") / "model")
+    client = FHEClient(directory / "client")
+    client.keygen(seed=1)
+    return model, directory, client
+
+
+@pytest.fixture(scope="module")
+def other_keys(iris, tmp_path_factory):
+    """Evaluation keys of another model: 4-bit accumulators give other crypto parameters."""
+    X, y = iris
+    directory = tiny(X, y, n_accum_bits=4).save_fhe(tmp_path_factory.mktemp("other") / "m")
+    client = FHEClient(directory / "client")
+    client.keygen(seed=2)
+    return client
+
+
+@pytest.fixture(scope="module")
+def encrypted(iris, deployed):
+    """Three encrypted rows and their results computed in this process."""
+    X, _ = iris
+    _, directory, client = deployed
+    ciphertexts = client.encrypt(X[ROWS])
+    with FHEServer(directory / "server") as server:
+        keys = server.load_evaluation_keys(client.evaluation_keys())
+        results = [server.run(ciphertext, keys) for ciphertext in ciphertexts]
+    return ciphertexts, results
+
+
+# ---------------------------------------------------------------------- in process
+def test_client_and_server_give_exactly_the_clear_predictions(iris, deployed, encrypted):
+    X, _ = iris
+    model, _, client = deployed
+    ciphertexts, results = encrypted
+    assert len(set(model.predict(X[ROWS]))) > 1  # the rows do not all get one label
+    np.testing.assert_array_equal(client.predict(results), model.predict(X[ROWS]))
+    assert client.predict(results).dtype == model.predict(X[ROWS]).dtype
+    np.testing.assert_array_equal(client.predict_proba(results), model.predict_proba(X[ROWS]))
+    accumulators = model.integer_model_.run(X[ROWS].astype(np.float32))
+    np.testing.assert_array_equal(
+        client.decrypt(results), model.integer_model_.dequantize_output(accumulators)
+    )
+    assert len(ciphertexts) == 3 and all(isinstance(c, bytes) for c in ciphertexts)
+
+
+def test_artifacts_are_json_and_concrete_formats_only(deployed):
+    _, directory, client = deployed
+    files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+    assert files == [
+        "client/client.json",
+        "client/client.specs.json",
+        "server/server.json",
+        "server/server.zip",
+    ]
+    metadata = json.loads((directory / "client" / "client.json").read_text())
+    assert metadata["format_version"] == 1
+    assert metadata["packages"]["concrete-python"] == fhe.__version__
+    assert metadata["output"]["classes"] == [0, 1, 2]
+    assert metadata["circuit"] == client.circuit
+    with zipfile.ZipFile(directory / "server" / "server.zip") as archive:
+        members = set(archive.namelist())
+    assert "sharedlib.so" in members and "client.specs.json" in members
+    assert not any("key" in name.lower() for name in members)
+
+
+def test_seeded_keys_repeat_and_saved_keys_decrypt(deployed, encrypted, other_keys, tmp_path):
+    _, directory, client = deployed
+    _, results = encrypted
+    again = FHEClient(directory / "client")
+    again.keygen(seed=1)  # the same secret key; evaluation keys use fresh randomness
+    assert again.evaluation_key_id() != client.evaluation_key_id()
+    np.testing.assert_array_equal(again.decrypt(results), client.decrypt(results))
+    client.save_keys(tmp_path / "keys.zip")
+    with pytest.raises(ValueError, match="already exists; keys are never overwritten"):
+        client.save_keys(tmp_path / "keys.zip")
+    loaded = FHEClient(directory / "client")
+    loaded.load_keys(tmp_path / "keys.zip")
+    np.testing.assert_array_equal(loaded.predict(results), client.predict(results))
+    other_keys.save_keys(tmp_path / "other.zip")
+    with pytest.raises(ValueError, match="holds the keys of another model"):
+        loaded.load_keys(tmp_path / "other.zip")
+    with pytest.raises(ValueError, match="not a readable keys file"):
+        loaded.load_keys(directory / "client" / "client.json")
+    np.testing.assert_array_equal(loaded.predict(results), client.predict(results))
+
+
+def test_client_refusals(iris, deployed, encrypted):
+    X, _ = iris
+    _, directory, client = deployed
+    fresh = FHEClient(directory / "client")
+    with pytest.raises(RuntimeError, match=r"no keys: call keygen\(\) or load_keys"):
+        fresh.encrypt(X[:1])
+    for seed in (0, -1, 2**128, 1.5, True):
+        with pytest.raises(ValueError, match=r"seed must be None or an integer in \[1, 2\*\*128\)"):
+            fresh.keygen(seed=seed)
+    with pytest.raises(ValueError, match="X has 3 features, but the model is expecting 4"):
+        client.encrypt(X[:1, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        client.encrypt(np.full((1, 4), np.nan))
+    _, results = encrypted
+    with pytest.raises(ValueError, match="ciphertext 0 is not a result of this model's circuit"):
+        client.decrypt([results[0][:100]])
+    assert len(client.encrypt(pd.DataFrame(X[:2], columns=list("abcd")))) == 2  # no names fitted
+
+
+def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
+    model, directory, _ = deployed
+    copy = tmp_path / "copy"
+    (copy / "client").mkdir(parents=True)
+    (copy / "server").mkdir()
+    for path in directory.rglob("*"):
+        if path.is_file():
+            (copy / path.relative_to(directory)).write_bytes(path.read_bytes())
+    with pytest.raises(
+        ValueError, match=r"client.json is missing \(pass save_fhe's DIRECTORY/client"
+    ):
+        FHEClient(copy)
+    client_json = copy / "client" / "client.json"
+    metadata = json.loads(client_json.read_text())
+    client_json.write_text(json.dumps({**metadata, "feature_names": list("abcd")}))
+    with pytest.raises(ValueError, match=r"X has the columns \['a', 'b', 'd', 'c'\]"):
+        FHEClient(copy / "client").encrypt(pd.DataFrame(np.zeros((1, 4)), columns=list("abdc")))
+    cases = [
+        (
+            {**metadata, "format_version": 2},
+            "has format version 2; this concrete-qnn reads version 1",
+        ),
+        (
+            {**metadata, "packages": {**metadata["packages"], "concrete-python": "2.0.0"}},
+            "written with concrete-python 2.0.0, this environment has",
+        ),
+        ({**metadata, "circuit": "0" * 64}, "its SHA-256 does not match the fingerprint"),
+        ({**metadata, "input": {**metadata["input"], "scale": -1.0}}, "input_scale must be"),
+    ]
+    for changed, message in cases:
+        client_json.write_text(json.dumps(changed))
+        with pytest.raises(ValueError, match=message):
+            FHEClient(copy / "client")
+    client_json.write_text(json.dumps(metadata)[:-20])
+    with pytest.raises(ValueError, match=r"client\.json is damaged"):
+        FHEClient(copy / "client")
+    server_zip = copy / "server" / "server.zip"
+    damaged = bytearray(server_zip.read_bytes())
+    damaged[len(damaged) // 2] ^= 1
+    server_zip.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match=r"server\.zip is damaged: its SHA-256 does not match"):
+        FHEServer(copy / "server")
+    with pytest.raises(ValueError, match="already exists and is not an empty directory"):
+        model.save_fhe(copy)
+    with pytest.raises(NotFittedError):
+        QNNClassifier().save_fhe(tmp_path / "new")
+    model_copy = QNNClassifier(random_state=0, max_epochs=1).fit(np.eye(4), [0, 1, 0, 1])
+    with pytest.raises(RuntimeError, match=r"not compiled for FHE: call compile\(X\)"):
+        model_copy.save_fhe(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+# ---------------------------------------------------------------------- HTTP
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServedModel:
+    """``python -m concrete_qnn serve`` in a subprocess on 127.0.0.1, its log in a file."""
+
+    def __init__(self, directory, keys_dir, log):
+        self.arguments = [
+            sys.executable,
+            *("-m", "concrete_qnn", "serve", str(directory), "--host", "127.0.0.1"),
+            *("--keys-dir", str(keys_dir), "--max-key-mb", "200", "--max-ciphertext-mb", "1"),
+        ]
+        self.log = log
+        self.process = None
+
+    def start(self) -> str:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(
+                [*self.arguments, "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, Path(self.log).read_text()
+            try:
+                if httpx.get(f"{self.url}/health").status_code == 200:
+                    return self.url
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError(f"the server did not start:\n{Path(self.log).read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def test_http_server_round_trip_restart_and_refusals(iris, deployed, other_keys, tmp_path):
+    X, _ = iris
+    model, directory, client = deployed
+    keys_dir, log = tmp_path / "keys", tmp_path / "server.log"
+    served = ServedModel(directory, keys_dir, log)
+    url = served.start()
+    try:
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok" and health["circuit"] == client.circuit
+        with zipfile.ZipFile(io.BytesIO(httpx.get(f"{url}/client").content)) as z:
+            assert z.read("client.json") == (directory / "client" / "client.json").read_bytes()
+
+        np.testing.assert_array_equal(client.predict_remote(url, X[ROWS]), model.predict(X[ROWS]))
+        key_id = client.evaluation_key_id()
+        assert sorted(p.name for p in keys_dir.iterdir()) == [f"{key_id}.bin"]
+        assert Path(log).read_text().count("POST /keys") == 1
+
+        served.stop()  # a restart keeps the keys: the same id works without a new upload
+        url = served.start()
+        assert httpx.get(f"{url}/keys/{key_id}").json() == {
+            "key_id": key_id,
+            "bytes": len(client.evaluation_keys()),
+        }
+        ciphertexts = client.encrypt(X[ROWS])
+        results = client.run_remote(url, ciphertexts)
+        np.testing.assert_array_equal(client.predict_proba(results), model.predict_proba(X[ROWS]))
+        assert Path(log).read_text().count("POST /keys") == 1
+
+        def refused(path, content, status, message):
+            response = httpx.post(f"{url}{path}", content=content, timeout=60)
+            assert response.status_code == status, response.text
+            assert re.search(message, response.json()["error"]), response.json()
+            good = httpx.post(f"{url}/run/{key_id}", content=ciphertexts[0], timeout=60)
+            assert good.status_code == 200
+            assert client.predict([good.content])[0] == model.predict(X[ROWS[:1]])[0]
+
+        refused(f"/run/{'0' * 64}", ciphertexts[0], 404, "unknown evaluation key id")
+        refused("/run/not-an-id", ciphertexts[0], 404, "unknown evaluation key id 'not-an-id'")
+        refused(f"/run/{key_id}", ciphertexts[0][:-50], 422, "the ciphertext is damaged")
+        refused(f"/run/{key_id}", b"\0" * (2 * 2**20), 413, "over the limit of 1048576 bytes")
+        refused("/keys", b"not keys" * 100, 422, "these are not evaluation keys")
+        other_id = httpx.post(f"{url}/keys", content=other_keys.evaluation_keys()).json()
+        refused(f"/run/{other_id['key_id']}", ciphertexts[0], 422, "do not fit this model's")
+        with pytest.raises(ServerError, match="answered 422: the ciphertext is damaged"):
+            client.run_remote(url, [ciphertexts[0][:100]])
+        with pytest.raises(ValueError, match="runs another model"):
+            other_keys.run_remote(url, [])
+    finally:
+        served.stop()
+
+    # Nothing the server holds decrypts: no file there is a secret key, and a client built
+    # from the server's own specs with fresh keys cannot read its results.
+    server_files = [*directory.rglob("*"), *keys_dir.rglob("*")]
+    for path in (p for p in server_files if p.is_file()):
+        with pytest.raises(RuntimeError):
+            fhe.Keys.deserialize(path.read_bytes())
+    with zipfile.ZipFile(directory / "server" / "server.zip") as archive:
+        specs = fhe.ClientSpecs.deserialize(archive.read("client.specs.json"))
+    outsider = fhe.Client(specs)
+    outsider.keygen()
+    guesses = [outsider.decrypt(fhe.Value.deserialize(r)) for r in results]
+    assert not np.array_equal(guesses, model.integer_model_.run(X[ROWS].astype(np.float32)))
+
+
+def test_serve_refuses_a_directory_that_is_not_an_artifact(tmp_path, capsys):
+    from concrete_qnn.cli import main
+
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "is not an FHE server artifact: server.json is missing" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- Dask
+def test_dask_batch_equals_in_process_and_loads_once_per_worker(deployed, encrypted):
+    _, directory, client = deployed
+    ciphertexts, results = encrypted
+    batch = ciphertexts * 2  # 6 rows
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as dask_client,
+        distributed.get_task_stream(dask_client) as tasks,
+    ):
+        on_dask = run_on_dask(dask_client, directory / "server", batch, client.evaluation_keys())
+        logs = dask_client.get_worker_logs()
+    assert on_dask == results * 2  # the computation is deterministic: identical ciphertexts
+    workers = {task["worker"] for task in tasks.data if "_run_one" in str(task["key"])}
+    assert len(workers) == 2
+    for worker in workers:
+        loads = [m for _, m in logs[worker] if "concrete-qnn: loaded" in m]
+        assert len(loads) == 1, logs[worker]
