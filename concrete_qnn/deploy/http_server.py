@@ -25,8 +25,13 @@ import hashlib
 import io
 import os
 import re
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from concrete_qnn.deploy.artifacts import (
@@ -203,6 +208,55 @@ def serve(directory, host: str = "127.0.0.1", port: int = 8000, **options) -> No
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(directory, *options: str, log=None, timeout: float = 120) -> Iterator[str]:
+    """``concrete-qnn serve directory *options`` on 127.0.0.1 at a free port, in a subprocess.
+
+    Yields the server's URL once ``GET /health`` answers; stops the server on exit.
+
+    Parameters
+    ----------
+    directory : str or Path
+        What ``save_fhe`` wrote.
+    *options : str
+        More command-line options, e.g. ``"--keys-dir", "keys"``.
+    log : str or Path or None
+        File the server's output is appended to (default: discarded).
+    timeout : float
+        Seconds to wait for the server to answer.
+
+    Raises
+    ------
+    RuntimeError
+        If the server exits or does not answer within ``timeout`` (its output attached).
+    """
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "concrete_qnn", "serve", str(directory), *options]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with open(os.devnull if log is None else log, "a") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                text = "" if log is None else Path(log).read_text()
+                raise RuntimeError(f"the server at {url} did not start:\n{text}")
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 async def _body(request, limit: int, what: str):
