@@ -116,6 +116,7 @@ def test_seeded_keys_repeat_and_saved_keys_decrypt(deployed, encrypted, other_ke
     assert again.evaluation_key_id() != client.evaluation_key_id()
     np.testing.assert_array_equal(again.decrypt(results), client.decrypt(results))
     client.save_keys(tmp_path / "keys.zip")
+    assert (tmp_path / "keys.zip").stat().st_mode & 0o777 == 0o600
     with pytest.raises(ValueError, match="already exists; keys are never overwritten"):
         client.save_keys(tmp_path / "keys.zip")
     loaded = FHEClient(directory / "client")

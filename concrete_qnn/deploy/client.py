@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -101,7 +102,7 @@ class FHEClient:
         self._evaluation_keys = None
 
     def save_keys(self, path) -> None:
-        """Write the keys (secret key included: keep the file private) to a new file.
+        """Write the keys (secret key included) to a new file only its owner can read.
 
         The file is a zip of ``keys.json`` (format version and circuit fingerprint) and
         ``keyset.bin`` (concrete-python's own serialization of the keyset).
@@ -118,7 +119,9 @@ class FHEClient:
         if path.exists():
             raise ValueError(f"{path} already exists; keys are never overwritten")
         header = {"format": KEYS_FORMAT, "format_version": FORMAT_VERSION, "circuit": self.circuit}
-        with zipfile.ZipFile(path, "x") as archive:
+        # Readable by its owner only, and never replacing a file (O_EXCL).
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file, zipfile.ZipFile(file, "w") as archive:
             archive.writestr("keys.json", json.dumps(header))
             archive.writestr("keyset.bin", self._client.keys.serialize())
 
