@@ -16,10 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from concrete import fhe
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from sklearn.exceptions import NotFittedError
 
-from concrete_qnn import QNNClassifier
+from concrete_qnn import QNNClassifier, QNNRegressor
 from concrete_qnn.deploy import FHEClient, FHEServer, ServerError
+from concrete_qnn.deploy.artifacts import ClientArtifact, save_fhe
 from concrete_qnn.deploy.batch import run_on_dask
 from concrete_qnn.deploy.http_server import serve_in_subprocess
 
@@ -106,6 +110,38 @@ def test_artifacts_are_json_and_concrete_formats_only(deployed):
         members = set(archive.namelist())
     assert "sharedlib.so" in members and "client.specs.json" in members
     assert not any("key" in name.lower() for name in members)
+
+
+@pytest.fixture(scope="module")
+def regressor_artifacts(iris, tmp_path_factory):
+    """A regressor whose integer model standardizes features and targets, and its client
+    artifact as read back (no keys needed: the clear ends only)."""
+    X, y = iris
+    model = QNNRegressor(random_state=0, max_epochs=3, module__n_hidden_neurons_multiplier=1)
+    model.fit(X, y.astype(float)).compile(X[:10])
+    integer = model.integer_model_.with_standardization(
+        np.linspace(-1, 1, 4), np.linspace(0.5, 2, 4), 5.0, 2.0, list("abcd")
+    )
+    directory = tmp_path_factory.mktemp("regressor") / "m"
+    save_fhe(model.fhe_circuit_.circuit, integer.io, directory)
+    return integer, ClientArtifact.load(directory / "client")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    X=arrays(np.float64, (3, 4), elements=st.floats(-1e6, 1e6)),
+    accumulators=arrays(np.int64, (3, 1), elements=st.integers(-(2**20), 2**20)),
+)
+def test_client_artifact_quantizes_and_predicts_as_the_integer_model(
+    regressor_artifacts, X, accumulators
+):
+    integer, artifact = regressor_artifacts
+    np.testing.assert_array_equal(artifact.io.quantize_input(X), integer.quantize_input(X))
+    outputs = artifact.io.dequantize_output(accumulators)
+    np.testing.assert_array_equal(outputs, integer.dequantize_output(accumulators))
+    np.testing.assert_array_equal(artifact.io.predictions(outputs), integer.predictions(outputs))
+    assert artifact.io.predictions(outputs).shape == (3,)  # fitted on 1-D y
+    assert list(artifact.io.feature_names) == list("abcd")
 
 
 def test_seeded_keys_repeat_and_saved_keys_decrypt(deployed, encrypted, other_keys, tmp_path):
