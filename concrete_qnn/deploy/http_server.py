@@ -117,14 +117,16 @@ def create_app(
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
         except WorkerCrashed as crash:
+            if crash.aborted:
+                raise HTTPException(
+                    422,
+                    f"{crash}: concrete aborted; the evaluation keys do not fit this model's "
+                    "circuit (keys of another model?): upload keys made from this server's "
+                    "client artifact (GET /client)",
+                ) from None
             if crash.killed:
                 raise HTTPException(503, f"{crash}: killed, e.g. out of memory") from None
-            raise HTTPException(
-                422,
-                f"{crash}: concrete aborted; the evaluation keys do not fit this model's "
-                "circuit (keys of another model?): upload keys made from this server's "
-                "client artifact (GET /client)",
-            ) from None
+            raise HTTPException(500, f"{crash}: an error in the server, see its log") from None
 
     def key_path(key_id: str) -> Path:
         if not _KEY_ID.fullmatch(key_id) or not (keys_dir / f"{key_id}.bin").is_file():

@@ -27,8 +27,13 @@ class WorkerCrashed(Exception):
 
     @property
     def killed(self) -> bool:
-        """Killed from outside (SIGKILL, e.g. out of memory) rather than aborted itself."""
+        """Killed from outside (SIGKILL, e.g. out of memory)."""
         return self.exitcode == -signal.SIGKILL
+
+    @property
+    def aborted(self) -> bool:
+        """Ended by a signal of its own (abort, segmentation fault): native code failed."""
+        return self.exitcode is not None and self.exitcode < 0 and not self.killed
 
 
 class ServerProcess:
@@ -85,7 +90,10 @@ class ServerProcess:
         self._connection.close()
 
     def _call(self, *message):
-        self._connection.send(message)
+        try:
+            self._connection.send(message)
+        except OSError:
+            pass  # the child is gone: _receive reports how it ended
         return self._receive()
 
     def _receive(self):
