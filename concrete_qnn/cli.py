@@ -61,7 +61,37 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
     report = commands.add_parser("report", help="print a saved model's certificate")
     report.add_argument("model", type=Path)
+    add_serve_parser(commands)
     return parser
+
+
+def add_serve_parser(commands) -> None:
+    from concrete_qnn.deploy.http_server import DEFAULT_MAX_CIPHERTEXT_MB, DEFAULT_MAX_KEY_MB
+
+    serve = commands.add_parser(
+        "serve", help="serve encrypted predictions over HTTP (a directory written by save_fhe)"
+    )
+    serve.add_argument("directory", type=Path, help="what model.save_fhe(DIRECTORY) wrote")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--keys-dir",
+        type=Path,
+        help="where uploaded evaluation keys are kept (default DIRECTORY/evaluation_keys)",
+    )
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--max-key-mb",
+        type=float,
+        default=DEFAULT_MAX_KEY_MB,
+        help=f"largest evaluation keys upload in MiB (default {DEFAULT_MAX_KEY_MB})",
+    )
+    serve.add_argument(
+        "--max-ciphertext-mb",
+        type=float,
+        default=DEFAULT_MAX_CIPHERTEXT_MB,
+        help=f"largest ciphertext in MiB (default {DEFAULT_MAX_CIPHERTEXT_MB})",
+    )
 
 
 # ---------------------------------------------------------------------- data
@@ -219,9 +249,28 @@ def report(args) -> None:
     print(model.certificate.to_text())
 
 
+def serve(args) -> None:
+    from concrete_qnn.deploy.http_server import serve as serve_http
+
+    if not args.directory.is_dir():
+        raise UsageError(f"no such directory: {args.directory}")
+    try:
+        serve_http(
+            args.directory,
+            host=args.host,
+            port=args.port,
+            keys_dir=args.keys_dir,
+            workers=args.workers,
+            max_key_mb=args.max_key_mb,
+            max_ciphertext_mb=args.max_ciphertext_mb,
+        )
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": train, "predict": predict, "report": report}[args.command]
+    command = {"train": train, "predict": predict, "report": report, "serve": serve}[args.command]
     try:
         command(args)
     except (UsageError, ValueError, OSError) as error:

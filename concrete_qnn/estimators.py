@@ -237,19 +237,53 @@ class _QNNEstimatorMixin:
         self.fhe_circuit_ = FHECircuit(self.integer_model_, self.integer_model_.quantize_input(X))
         return self
 
+    def _compiled_circuit(self):
+        """``fhe_circuit_`` if it was compiled from the current fit, else RuntimeError."""
+        circuit = getattr(self, "fhe_circuit_", None)
+        if circuit is None or circuit.integer_model is not self.integer_model_:
+            raise RuntimeError(
+                f"{type(self).__name__} is not compiled for FHE: call compile(X) after fit"
+            )
+        return circuit
+
     def _outputs(self, X, fhe: str) -> np.ndarray:
         """Real outputs (n_samples, n_outputs) in the clear, simulated or encrypted."""
         check_fhe_mode(fhe)
         X = self._validate_predict_data(X)
         if fhe == "disable":
             return self.integer_model_.decision_outputs(X)
-        circuit = getattr(self, "fhe_circuit_", None)
-        if circuit is None or circuit.integer_model is not self.integer_model_:
-            raise RuntimeError(
-                f"{type(self).__name__} is not compiled for FHE: call compile(X) after fit"
-            )
+        circuit = self._compiled_circuit()
         codes = self.integer_model_.quantize_input(X)
         return self.integer_model_.dequantize_output(circuit.run(codes, fhe))
+
+    def save_fhe(self, directory):
+        """Write the deployment artifacts of the compiled model to a new ``directory``.
+
+        ``directory/client`` (client specs, input quantizer, output head, feature names)
+        goes to data owners (``concrete_qnn.deploy.FHEClient``); ``directory/server``
+        (the compiled circuit, no key of any kind) to the server
+        (``concrete_qnn.deploy.FHEServer``, ``concrete-qnn serve``). JSON and
+        concrete-python's own formats only; see ``concrete_qnn.deploy.artifacts``.
+
+        Returns
+        -------
+        Path
+            ``directory``.
+
+        Raises
+        ------
+        NotFittedError
+            If the estimator is not fitted.
+        RuntimeError
+            If it is not compiled (``compile(X)``) since its last fit.
+        ValueError
+            If ``directory`` exists and is not an empty directory.
+        """
+        check_is_fitted(self)
+        circuit = self._compiled_circuit()
+        from concrete_qnn.deploy.artifacts import save_fhe
+
+        return save_fhe(circuit.circuit, self.integer_model_.io, directory)
 
     def save(self, path) -> None:
         """Write the integer model to ``path`` (one .npz file; ``concrete_qnn.load`` reads it)."""

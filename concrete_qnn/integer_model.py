@@ -19,6 +19,7 @@ import numpy as np
 
 from concrete_qnn.accumulator import code_range
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
+from concrete_qnn.model_io import ModelIO
 
 FORMAT_VERSION = 2
 # Rows per batch in predict: bounds peak memory (a 256-wide layer costs ~50 MB per batch).
@@ -151,8 +152,6 @@ class IntegerModel:
 
     # ------------------------------------------------------------------ validation
     def _validate_arrays(self) -> None:
-        if not np.isfinite(self.input_scale) or self.input_scale <= 0:
-            raise ValueError(f"input_scale must be positive and finite, got {self.input_scale}")
         n = len(self.weights)
         if n < 1 or not (len(self.biases) == len(self.scales) == n):
             raise ValueError(
@@ -184,28 +183,17 @@ class IntegerModel:
                 )
             if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
                 raise ValueError(f"scales[{layer}] must be positive and finite")
-        if self.feature_names is not None and self.feature_names.shape != (self.n_features_in,):
-            raise ValueError(
-                f"feature_names has shape {self.feature_names.shape}, expected "
-                f"({self.n_features_in},)"
-            )
-        if (self.feature_mean is None) != (self.feature_std is None):
-            raise ValueError("feature_mean and feature_std go together")
-        if self.feature_mean is not None:
-            for name in ("feature_mean", "feature_std"):
-                array = getattr(self, name)
-                _check_array(name, array, np.float64, shape=(self.n_features_in,))
-                if not np.all(np.isfinite(array)):
-                    raise ValueError(f"{name} must be finite")
-            if np.any(self.feature_std <= 0):
-                raise ValueError("feature_std must be positive")
-        if not (np.isfinite(self.head.target_mean) and self.head.target_std > 0):
-            raise ValueError("target_mean must be finite and target_std positive")
-        if self.head.task == "classification":
-            if self.head.classes is None or len(self.head.classes) != self.weights[-1].shape[0]:
-                raise ValueError("a classifier needs one class label per output")
-        elif self.head.task != "regression" or self.head.target_ndim not in (1, 2):
-            raise ValueError(f"unknown output head {self.head}")
+        # Input quantizer and output head: validated, and used by quantize_input and predictions.
+        self.io = ModelIO(
+            self.input_scale,
+            self.input_range,
+            self.n_features_in,
+            self.scales[-1],
+            self.head,
+            self.feature_names,
+            self.feature_mean,
+            self.feature_std,
+        )
 
     def _certify(self) -> AccumulatorCertificate:
         layers = tuple(
@@ -272,17 +260,7 @@ class IntegerModel:
         Computed in float32, as the Brevitas quantizer of the torch module computes it,
         after the standardization ``(X - feature_mean) / feature_std`` when the model has one.
         """
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in:
-            raise ValueError(
-                f"X has {X.shape[-1] if X.ndim else 0} features, but the model is expecting "
-                f"{self.n_features_in} features as input"
-            )
-        if self.feature_mean is not None:
-            X = (X.astype(np.float64) - self.feature_mean) / self.feature_std
-        X = X.astype(np.float32)
-        codes = np.round(X / np.float32(self.input_scale))
-        return np.clip(codes, *self.input_range).astype(np.int64)
+        return self.io.quantize_input(X)
 
     def accumulate(self, layer: int, codes: np.ndarray) -> np.ndarray:
         """Exact accumulators of layer ``layer``, int64 (n_samples, n_out)."""
@@ -300,7 +278,7 @@ class IntegerModel:
 
     def dequantize_output(self, accumulators: np.ndarray) -> np.ndarray:
         """Real outputs, float64 (n_samples, n_outputs): ``s_w * s_x * A``."""
-        return accumulators * self.scales[-1]
+        return self.io.dequantize_output(accumulators)
 
     def run(self, X, observe: list | None = None) -> np.ndarray:
         """Last-layer accumulators, int64 (n_samples, n_outputs), computed in batches.
@@ -334,17 +312,11 @@ class IntegerModel:
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """Softmax of real outputs (n_samples, n_classes); classifiers only."""
-        if self.head.task != "classification":
-            raise AttributeError("a regression model has no predict_proba")
-        outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        return outputs / outputs.sum(axis=1, keepdims=True)
+        return self.io.probabilities(outputs)
 
     def predictions(self, outputs: np.ndarray) -> np.ndarray:
         """Labels or targets from real outputs (n_samples, n_outputs)."""
-        if self.head.task == "classification":
-            return self.head.classes[outputs.argmax(axis=1)]
-        outputs = outputs * self.head.target_std + self.head.target_mean
-        return outputs.ravel() if self.head.target_ndim == 1 else outputs
+        return self.io.predictions(outputs)
 
     def with_standardization(
         self, feature_mean, feature_std, target_mean=0.0, target_std=1.0, feature_names=None

@@ -1,0 +1,284 @@
+"""The two deployment artifacts ``save_fhe`` writes: data only, checked on load.
+
+``DIRECTORY/client/`` (give it to data owners; public):
+
+- ``client.json``: format version, package versions, the circuit's fingerprint, the input
+  quantizer (scale, code range, standardization), the output head (last-layer scales,
+  classes or target shape and standardization) and the feature names;
+- ``client.specs.json``: concrete-python's ``ClientSpecs.serialize()`` (key and ciphertext
+  parameters).
+
+``DIRECTORY/server/`` (give it to the server; holds no key of any kind):
+
+- ``server.json``: format version, package versions, the circuit's fingerprint and the
+  SHA-256 of ``server.zip``;
+- ``server.zip``: concrete-python's ``Server.save()`` (the compiled circuit).
+
+The fingerprint is the SHA-256 of the client specs: a client, a server and evaluation keys
+belong together when their fingerprints agree. Nothing is unpickled on load; a file that is
+damaged, of another format version, or written with another concrete-python is refused with
+a ValueError. The format does not depend on how the circuit was configured: it stores the
+compiled circuit and the integer model's clear ends (``ModelIO``) only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from concrete_qnn.integer_model import OutputHead
+from concrete_qnn.model_io import ModelIO
+
+FORMAT_VERSION = 1
+CLIENT_FORMAT = "concrete-qnn fhe client"
+SERVER_FORMAT = "concrete-qnn fhe server"
+CLIENT_FILES = ("client.json", "client.specs.json")
+SERVER_FILES = ("server.json", "server.zip")
+# The package whose version must match between the writer and the reader: keys, ciphertexts
+# and the compiled circuit are in its formats.
+_RUNTIME = "concrete-python"
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages an artifact depends on (None if absent)."""
+    versions = {}
+    for name in ("concrete-qnn", _RUNTIME, "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def fingerprint(specs: bytes) -> str:
+    """The circuit's fingerprint: SHA-256 (hex) of its serialized client specs."""
+    return hashlib.sha256(specs).hexdigest()
+
+
+def save_fhe(circuit, io: ModelIO, directory) -> Path:
+    """Write the client and server artifacts of a compiled circuit to a new ``directory``.
+
+    Parameters
+    ----------
+    circuit : concrete.fhe.Circuit
+        The compiled circuit (``FHECircuit.circuit``).
+    io : ModelIO
+        The integer model's input quantizer and output head.
+    directory : str or Path
+        Must not exist, or be an empty directory. Written whole or not at all.
+
+    Returns
+    -------
+    Path
+        ``directory``; the artifacts are ``directory / "client"`` and ``directory / "server"``.
+
+    Raises
+    ------
+    ValueError
+        If ``directory`` exists and is not an empty directory.
+    """
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ValueError(f"{directory} already exists and is not an empty directory")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        specs = circuit.client.specs.serialize()
+        header = {
+            "format_version": FORMAT_VERSION,
+            "packages": package_versions(),
+            "circuit": fingerprint(specs),
+        }
+        client_dir, server_dir = staging / "client", staging / "server"
+        client_dir.mkdir()
+        server_dir.mkdir()
+        (client_dir / "client.specs.json").write_bytes(specs)
+        _write_json(
+            client_dir / "client.json", {"format": CLIENT_FORMAT, **header, **_io_to_json(io)}
+        )
+        circuit.server.save(server_dir / "server.zip")
+        digest = _sha256_file(server_dir / "server.zip")
+        _write_json(
+            server_dir / "server.json",
+            {"format": SERVER_FORMAT, **header, "server_zip_sha256": digest},
+        )
+        staging.chmod(0o755)  # mkdtemp made it private; an artifact is meant to be shared
+        if directory.exists():
+            directory.rmdir()
+        os.rename(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+@dataclass(frozen=True)
+class ClientArtifact:
+    """A loaded client artifact: the model's clear ends and concrete's client specs."""
+
+    directory: Path
+    io: ModelIO
+    specs: bytes
+    circuit: str
+    packages: dict
+
+    @classmethod
+    def load(cls, directory) -> ClientArtifact:
+        """Read and check ``directory`` (``save_fhe``'s ``DIRECTORY/client``).
+
+        Raises
+        ------
+        ValueError
+            If a file is missing, unreadable or damaged, the format version differs, or
+            the artifact was written with another concrete-python.
+        """
+        directory = Path(directory)
+        metadata = _read_header(directory, "client.json", CLIENT_FORMAT, "client")
+        specs = _read_bytes(directory / "client.specs.json")
+        if fingerprint(specs) != metadata["circuit"]:
+            raise ValueError(
+                f"{directory / 'client.specs.json'} is damaged: its SHA-256 does not match "
+                "the fingerprint in client.json"
+            )
+        try:
+            io = _io_from_json(metadata)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{directory / 'client.json'} is damaged: {error!r}") from None
+        return cls(directory, io, specs, metadata["circuit"], metadata["packages"])
+
+
+@dataclass(frozen=True)
+class ServerArtifact:
+    """A checked server artifact: where the compiled circuit is and its fingerprint."""
+
+    directory: Path
+    circuit_path: Path
+    circuit: str
+    packages: dict
+
+    @classmethod
+    def load(cls, directory) -> ServerArtifact:
+        """Read and check ``directory`` (``save_fhe``'s ``DIRECTORY/server``).
+
+        The SHA-256 of ``server.zip`` is checked before concrete ever loads it.
+
+        Raises
+        ------
+        ValueError
+            If a file is missing, unreadable or damaged, the format version differs, or
+            the artifact was written with another concrete-python.
+        """
+        directory = Path(directory)
+        metadata = _read_header(directory, "server.json", SERVER_FORMAT, "server")
+        circuit_path = directory / "server.zip"
+        if not circuit_path.is_file():
+            raise ValueError(f"{circuit_path} is missing")
+        if _sha256_file(circuit_path) != metadata.get("server_zip_sha256"):
+            raise ValueError(f"{circuit_path} is damaged: its SHA-256 does not match server.json")
+        return cls(directory, circuit_path, metadata["circuit"], metadata["packages"])
+
+
+# ---------------------------------------------------------------------- JSON
+def _io_to_json(io: ModelIO) -> dict:
+    head = io.head
+    return {
+        "input": {
+            "n_features": io.n_features,
+            "scale": io.input_scale,
+            "code_range": list(io.input_range),
+            "feature_mean": None if io.feature_mean is None else io.feature_mean.tolist(),
+            "feature_std": None if io.feature_std is None else io.feature_std.tolist(),
+        },
+        "output": {
+            "scales": io.output_scales.tolist(),
+            "task": head.task,
+            "classes": None if head.classes is None else head.classes.tolist(),
+            "target_ndim": head.target_ndim,
+            "target_mean": head.target_mean,
+            "target_std": head.target_std,
+        },
+        "feature_names": None
+        if io.feature_names is None
+        else io.feature_names.astype(str).tolist(),
+    }
+
+
+def _io_from_json(metadata: dict) -> ModelIO:
+    quantizer, output = metadata["input"], metadata["output"]
+    classes = output["classes"]
+    head = OutputHead(
+        str(output["task"]),
+        None if classes is None else np.asarray(classes),
+        int(output["target_ndim"]),
+        float(output["target_mean"]),
+        float(output["target_std"]),
+    )
+    mean, std = quantizer["feature_mean"], quantizer["feature_std"]
+    return ModelIO(
+        float(quantizer["scale"]),
+        [int(code) for code in quantizer["code_range"]],
+        int(quantizer["n_features"]),
+        np.asarray(output["scales"], dtype=np.float64),
+        head,
+        metadata["feature_names"],
+        None if mean is None else np.asarray(mean, dtype=np.float64),
+        None if std is None else np.asarray(std, dtype=np.float64),
+    )
+
+
+def _read_header(directory: Path, name: str, expected_format: str, role: str) -> dict:
+    """The JSON of ``directory / name``, with format, version and fingerprint checked."""
+    path = directory / name
+    if not path.is_file():
+        raise ValueError(
+            f"{directory} is not an FHE {role} artifact: {name} is missing (pass save_fhe's "
+            f"DIRECTORY/{role})"
+        )
+    try:
+        metadata = json.loads(_read_bytes(path))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path} is damaged: {error}") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != expected_format:
+        raise ValueError(f"{path} is not a {expected_format} file")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {metadata.get('format_version')!r}; this concrete-qnn "
+            f"reads version {FORMAT_VERSION}"
+        )
+    packages = metadata.get("packages")
+    if not isinstance(packages, dict) or not isinstance(metadata.get("circuit"), str):
+        raise ValueError(f"{path} is damaged: it lacks the package versions or the fingerprint")
+    installed = package_versions()[_RUNTIME]
+    if packages.get(_RUNTIME) != installed:
+        raise ValueError(
+            f"{path} was written with {_RUNTIME} {packages.get(_RUNTIME)}, this environment "
+            f"has {installed}: install that version, or compile and save_fhe the model again"
+        )
+    return metadata
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
