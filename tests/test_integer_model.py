@@ -1,4 +1,4 @@
-"""The integer model: agreement with torch, exactness, certificate, safe files, QONNX."""
+"""The integer model: agreement with torch, exactness, certificate, safe files."""
 
 import json
 import subprocess
@@ -330,28 +330,6 @@ def test_integer_model_refuses_inconsistent_arrays(digits_model):
         IntegerModel(**{**arguments, "input_scale": -1.0})
     with pytest.raises(ValueError, match=r"scales\[2\] must be positive"):
         IntegerModel(**{**arguments, "scales": [*integer.scales[:2], -integer.scales[2]]})
-
-
-# ---------------------------------------------------------------------- QONNX
-@pytest.mark.parametrize("qonnx_domain", [False, True])
-def test_qonnx_export_at_opset_14(tmp_path, qonnx_domain):
-    import onnx
-
-    model, _, _ = fit("iris")
-    path = tmp_path / "model.onnx"
-    model.export_onnx(path, qonnx_domain=qonnx_domain)
-    exported = onnx.load(path)
-    onnx.checker.check_model(exported)
-    opsets = {op.domain: op.version for op in exported.opset_import}
-    assert opsets[""] == 14
-    domain = "qonnx.custom_op.general" if qonnx_domain else "onnx.brevitas"
-    assert domain in opsets
-    quant_domains = {node.domain for node in exported.graph.node if node.op_type == "Quant"}
-    assert quant_domains == {domain}
-    initializers = {tensor.name for tensor in exported.graph.initializer}
-    assert [value.name for value in exported.graph.input] == ["x"]
-    assert not initializers & {value.name for value in exported.graph.input}
-    assert [node.op_type for node in exported.graph.node].count("Gemm") == 3
 
 
 def test_standardization_inside_the_model_matches_a_scaler_outside(tmp_path):
