@@ -111,7 +111,7 @@ def test_each_input_error_is_one_line_with_status_2(iris_csv, iris_model, tmp_pa
             ["predict", str(iris_model), write(tmp_path / "three.csv", three_columns)],
             "has 3 columns and lacks the model's feature column(s)",
         ),
-        (["report", str(iris_csv)], "is not a readable concrete-qnn model file"),
+        (["report", str(iris_csv)], "is not a valid concrete-qnn model file"),
     ]
     for arguments, message in cases:
         assert main([*arguments, *(["--no-progress"] if arguments[0] == "train" else [])]) == 2
