@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 import json
 import reprlib
+import warnings
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -244,13 +246,81 @@ class IntegerModel:
                 )
 
     # ------------------------------------------------------------------ inference
+    def _columns_by_name(self, X):
+        """``X`` with a DataFrame's columns in the model's feature order; arrays unchanged.
+
+        Every method that takes ``X`` calls this first. A DataFrame (anything with
+        ``.columns``) whose column names are all strings is matched by name when the model
+        stores ``feature_names``: its columns may come in any order, but each stored name must
+        be present and no other. Arrays are read by position, without a warning (the
+        estimators pass validated arrays). As in scikit-learn, a DataFrame without string
+        column names given to a model with names, or a named DataFrame given to a model
+        without names, is read by position with a ``UserWarning``.
+
+        Raises
+        ------
+        ValueError
+            If a stored name is missing, a column is unknown or repeated, or the column
+            names mix strings and other types.
+        """
+        columns = getattr(X, "columns", None)
+        if columns is None or len(columns) == 0:
+            return X
+        columns = list(columns)
+        named = [isinstance(column, str) for column in columns]
+        if any(named) and not all(named):
+            raise ValueError(
+                f"X has column names of mixed types {reprlib.repr(columns)}: feature names "
+                "must all be strings"
+            )
+        if self.feature_names is None:
+            if all(named):
+                warnings.warn(
+                    "X has feature names, but the model was fitted without feature names; "
+                    "its columns are read by position",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return X
+        if not all(named):
+            warnings.warn(
+                "X does not have valid feature names, but the model was fitted with feature "
+                "names; its columns are read by position",
+                UserWarning,
+                stacklevel=3,
+            )
+            return X
+        names = self.feature_names.tolist()
+        known, given = set(names), set(columns)
+        problems = {
+            "unseen at fit time": [column for column in columns if column not in known],
+            "seen at fit time, yet now missing": [name for name in names if name not in given],
+            "repeated": sorted(column for column, count in Counter(columns).items() if count > 1),
+        }
+        if any(problems.values()):
+            raise ValueError(
+                "The feature names should match those that were passed during fit: "
+                + "; ".join(
+                    f"feature names {kind}: {reprlib.repr(found)}"
+                    for kind, found in problems.items()
+                    if found
+                )
+            )
+        return X[names]
+
     def quantize_input(self, X) -> np.ndarray:
         """Input codes, int64 (n_samples, n_features): ``clip(round(X / s), min, max)``.
 
         Computed in float32, as the Brevitas quantizer of the torch module computes it,
         after the standardization ``(X - feature_mean) / feature_std`` when the model has one.
+        ``X`` is an array or a DataFrame (see ``_columns_by_name``).
+
+        Raises
+        ------
+        ValueError
+            If ``X`` has another number of features or names, or contains NaN.
         """
-        X = np.asarray(X)
+        X = np.asarray(self._columns_by_name(X))
         if X.ndim != 2 or X.shape[1] != self.n_features_in:
             raise ValueError(
                 f"X has {X.shape[-1] if X.ndim else 0} features, but the model is expecting "
@@ -259,6 +329,8 @@ class IntegerModel:
         if self.feature_mean is not None:
             X = (X.astype(np.float64) - self.feature_mean) / self.feature_std
         X = X.astype(np.float32)
+        if np.isnan(X).any():
+            raise ValueError("Input X contains NaN: every feature needs a value")
         codes = np.round(X / np.float32(self.input_scale))
         return np.clip(codes, *self.input_range).astype(np.int64)
 
@@ -283,8 +355,9 @@ class IntegerModel:
         """Last-layer accumulators, int64 (n_samples, n_outputs), computed in batches.
 
         ``observe``, if given, receives per layer the (min, max) accumulator seen.
+        ``X`` is an array or a DataFrame (see ``_columns_by_name``).
         """
-        X = np.asarray(X)
+        X = np.asarray(self._columns_by_name(X))
         outputs = []
         for start in range(0, max(len(X), 1), BATCH_ROWS):
             codes = self.quantize_input(X[start : start + BATCH_ROWS])
