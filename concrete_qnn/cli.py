@@ -2,13 +2,16 @@
 
 ``train`` fits on a built-in dataset or a CSV file, prints the held-out score and the
 certificate and saves the model (features and target standardization included) in the safe
-``.npz`` format; ``predict`` writes a saved model's predictions for a CSV file; ``report``
-prints a saved model's certificate. A user error prints one line and exits with status 2.
+``.npz`` format; ``predict`` writes a saved model's predictions for a CSV file, reading its
+feature columns by the names stored in the model; ``report`` prints a saved model's
+certificate. A user error (a bad file, a missing column, an empty or non-numeric cell) prints
+one line and exits with status 2 before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import reprlib
 import sys
 import time
 from pathlib import Path
@@ -96,23 +99,51 @@ def add_serve_parser(commands) -> None:
 
 # ---------------------------------------------------------------------- data
 def read_csv(path: Path):
+    """The CSV file as a DataFrame with at least one data row, or a UsageError."""
     import pandas as pd
 
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as error:
         raise UsageError(f"cannot read {path} as CSV: {error}") from None
+    if frame.empty:
+        raise UsageError(f"{path} has no data rows")
+    return frame
+
+
+def check_column(frame, column, path: Path, numeric: bool) -> None:
+    """A UsageError naming the first bad cell of ``column``, if it has one.
+
+    A cell is bad when it is empty, or, in a ``numeric`` column, not a number or infinite.
+    Rows are counted from 1 after the header.
+    """
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    values = frame[column]
+
+    def refuse_first(bad: np.ndarray, problem: str) -> None:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            problem = problem.format(value=values.iloc[row])
+            raise UsageError(f"{path}: data row {row + 1}, column {column!r}: {problem}")
+
+    refuse_first(values.isna().to_numpy(), "missing value")
+    if not numeric:
+        return
+    if is_bool_dtype(values) or not is_numeric_dtype(values):
+        not_numbers = pd.to_numeric(values, errors="coerce").isna().to_numpy()
+        refuse_first(not_numbers | is_bool_dtype(values), "{value!r} is not a number")
+    else:
+        refuse_first(np.isinf(values.to_numpy(dtype=np.float64)), "infinite value")
 
 
 def numeric_features(frame, path: Path) -> np.ndarray:
-    """The frame as float64, or a UsageError naming the first non-numeric column."""
-    from pandas.api.types import is_numeric_dtype
-
+    """The frame as float64 (n_rows, n_columns), or a UsageError naming the first bad cell."""
     for column in frame.columns:
-        if not is_numeric_dtype(frame[column]) or frame[column].dtype == bool:
-            raise UsageError(f"{path}: feature column {column!r} is not numeric")
+        check_column(frame, column, path, numeric=True)
     return frame.to_numpy(dtype=np.float64)
 
 
@@ -129,11 +160,13 @@ def load_training_data(args):
         raise UsageError("a CSV file needs --target COLUMN")
     if args.target not in frame.columns:
         raise UsageError(f"{args.csv}: no target column {args.target!r}")
-    from pandas.api.types import is_numeric_dtype
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-    target = frame.pop(args.target)
-    numeric_target = is_numeric_dtype(target) and target.dtype != bool
+    target = frame[args.target]
+    numeric_target = is_numeric_dtype(target) and not is_bool_dtype(target)
+    check_column(frame, args.target, args.csv, numeric=numeric_target)
     y = target.to_numpy()
+    frame = frame.drop(columns=args.target)
     numeric_features(frame, args.csv)
     task = args.task
     if task is None:
@@ -208,16 +241,14 @@ def load_model(path: Path):
 def predict(args) -> None:
     model = load_model(args.model)
     frame = read_csv(args.csv)
-    if model.feature_names is not None:
+    if model.feature_names is not None:  # by name: other columns (the target) may stay
         missing = [name for name in model.feature_names if name not in frame.columns]
-        if missing and frame.shape[1] != model.n_features_in:
+        if missing:
             raise UsageError(
-                f"{args.csv} has {frame.shape[1]} columns and lacks the model's feature "
-                f"column(s) {missing[:5]}; the model expects {model.n_features_in} features"
+                f"{args.csv} lacks the model's feature column(s) {reprlib.repr(missing)}"
             )
-        if not missing:
-            frame = frame[list(model.feature_names)]
-    if frame.shape[1] != model.n_features_in:
+        frame = frame[list(model.feature_names)]
+    elif frame.shape[1] != model.n_features_in:
         raise UsageError(
             f"{args.csv} has {frame.shape[1]} feature columns, the model expects "
             f"{model.n_features_in}"

@@ -10,8 +10,12 @@ imports neither torch nor pickle.
 
 from __future__ import annotations
 
+import io
 import json
+import reprlib
+import warnings
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +30,10 @@ FORMAT_VERSION = 2
 BATCH_ROWS = 16384
 # float64 represents every integer below 2^53 exactly: BLAS products are exact below it.
 _FLOAT64_EXACT = 2**53
+# Accumulators (and the certificate's worst cases) are computed in int64: refuse weights whose
+# sums could leave [-2^62, 2^62], far from int64's limits.
+_INT64_SAFE = 2**62
+_FORMAT = "concrete-qnn integer model"
 _CONFIG_KEYS = ("n_w_bits", "n_a_bits", "n_accum_bits", "quant_signed", "quant_narrow")
 
 
@@ -183,6 +191,15 @@ class IntegerModel:
                 )
             if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
                 raise ValueError(f"scales[{layer}] must be positive and finite")
+            # the same bound as _partial_sum_bound, in float64, which cannot overflow
+            largest_input = float(max(abs(code) for code in self.input_range))
+            magnitude = np.abs(weight.astype(np.float64)).sum(axis=1) * largest_input
+            magnitude += np.abs(bias.astype(np.float64))
+            if magnitude.size and magnitude.max() >= _INT64_SAFE:
+                raise ValueError(
+                    f"weights[{layer}] and biases[{layer}] allow accumulators beyond 2^62, "
+                    "outside exact int64 arithmetic"
+                )
         # Input quantizer and output head: validated, and used by quantize_input and predictions.
         self.io = ModelIO(
             self.input_scale,
@@ -254,13 +271,81 @@ class IntegerModel:
                 )
 
     # ------------------------------------------------------------------ inference
+    def _columns_by_name(self, X):
+        """``X`` with a DataFrame's columns in the model's feature order; arrays unchanged.
+
+        Every method that takes ``X`` calls this first. A DataFrame (anything with
+        ``.columns``) whose column names are all strings is matched by name when the model
+        stores ``feature_names``: its columns may come in any order, but each stored name must
+        be present and no other. Arrays are read by position, without a warning (the
+        estimators pass validated arrays). As in scikit-learn, a DataFrame without string
+        column names given to a model with names, or a named DataFrame given to a model
+        without names, is read by position with a ``UserWarning``.
+
+        Raises
+        ------
+        ValueError
+            If a stored name is missing, a column is unknown or repeated, or the column
+            names mix strings and other types.
+        """
+        columns = getattr(X, "columns", None)
+        if columns is None or len(columns) == 0:
+            return X
+        columns = list(columns)
+        named = [isinstance(column, str) for column in columns]
+        if any(named) and not all(named):
+            raise ValueError(
+                f"X has column names of mixed types {reprlib.repr(columns)}: feature names "
+                "must all be strings"
+            )
+        if self.feature_names is None:
+            if all(named):
+                warnings.warn(
+                    "X has feature names, but the model was fitted without feature names; "
+                    "its columns are read by position",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return X
+        if not all(named):
+            warnings.warn(
+                "X does not have valid feature names, but the model was fitted with feature "
+                "names; its columns are read by position",
+                UserWarning,
+                stacklevel=3,
+            )
+            return X
+        names = self.feature_names.tolist()
+        known, given = set(names), set(columns)
+        problems = {
+            "unseen at fit time": [column for column in columns if column not in known],
+            "seen at fit time, yet now missing": [name for name in names if name not in given],
+            "repeated": sorted(column for column, count in Counter(columns).items() if count > 1),
+        }
+        if any(problems.values()):
+            raise ValueError(
+                "The feature names should match those that were passed during fit: "
+                + "; ".join(
+                    f"feature names {kind}: {reprlib.repr(found)}"
+                    for kind, found in problems.items()
+                    if found
+                )
+            )
+        return X[names]
+
     def quantize_input(self, X) -> np.ndarray:
         """Input codes, int64 (n_samples, n_features): ``clip(round(X / s), min, max)``.
 
         Computed in float32, as the Brevitas quantizer of the torch module computes it,
         after the standardization ``(X - feature_mean) / feature_std`` when the model has one.
+        ``X`` is an array or a DataFrame (see ``_columns_by_name``).
+
+        Raises
+        ------
+        ValueError
+            If ``X`` has another number of features or names, or contains NaN.
         """
-        return self.io.quantize_input(X)
+        return self.io.quantize_input(self._columns_by_name(X))
 
     def accumulate(self, layer: int, codes: np.ndarray) -> np.ndarray:
         """Exact accumulators of layer ``layer``, int64 (n_samples, n_out)."""
@@ -284,8 +369,9 @@ class IntegerModel:
         """Last-layer accumulators, int64 (n_samples, n_outputs), computed in batches.
 
         ``observe``, if given, receives per layer the (min, max) accumulator seen.
+        ``X`` is an array or a DataFrame (see ``_columns_by_name``).
         """
-        X = np.asarray(X)
+        X = np.asarray(self._columns_by_name(X))
         outputs = []
         for start in range(0, max(len(X), 1), BATCH_ROWS):
             codes = self.quantize_input(X[start : start + BATCH_ROWS])
@@ -395,63 +481,183 @@ class IntegerModel:
         Raises
         ------
         ValueError
-            If the file is not a readable model file, has an unknown format version, or
-            its arrays are inconsistent or break the accumulator bound.
+            ``"<path> is not a valid concrete-qnn model file: <reason>"`` for any file that is
+            not one written by ``save``: missing, not a zip archive, damaged or truncated
+            bytes, a member that is not a plain numpy array, metadata of the wrong type or
+            range, a missing or unexpected entry, another format version, inconsistent
+            arrays, or weights that break the accumulator bound or the stored certificate.
         """
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{path} is not a readable concrete-qnn model file: {error}") from None
-        try:
-            metadata = json.loads(arrays.pop("metadata").tobytes().decode())
-        except (KeyError, ValueError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} has no valid metadata: {error}") from None
-        if metadata.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has format version {metadata.get('format_version')!r}; this "
-                f"concrete-qnn reads version {FORMAT_VERSION}"
-            )
-        try:
-            n_layers = int(metadata["n_layers"])
-            weights = [arrays[f"weight_{i}"] for i in range(n_layers)]
-            biases = [arrays[f"bias_{i}"] for i in range(n_layers)]
-            scales = [arrays[f"scale_{i}"] for i in range(n_layers)]
-            tables = [arrays[f"table_{i}"] for i in range(n_layers - 1)]
-            offsets = [arrays[f"table_offset_{i}"] for i in range(n_layers - 1)]
-            classes = metadata["classes"]
-            head = OutputHead(
-                metadata["task"],
-                None if classes is None else np.asarray(classes),
-                int(metadata["target_ndim"]),
-                float(metadata["target_mean"]),
-                float(metadata["target_std"]),
-            )
-            model = cls(
-                metadata["config"],
-                metadata["input_scale"],
-                weights,
-                biases,
-                scales,
-                tables,
-                offsets,
-                head,
-                metadata["feature_names"],
-                arrays.get("feature_mean"),
-                arrays.get("feature_std"),
-                metadata["lsbs_to_remove"],
-            )
-        except KeyError as error:
-            raise ValueError(f"{path} lacks the entry {error}") from None
+            arrays, metadata = _read_model_file(path)
+            return cls._from_file_entries(arrays, metadata)
+        except ValueError as error:
+            raise ValueError(f"{path} is not a valid concrete-qnn model file: {error}") from None
+
+    @classmethod
+    def _from_file_entries(cls, arrays: dict, metadata) -> IntegerModel:
+        """The model from a file's arrays (consumed) and its decoded JSON metadata."""
+        _check_metadata(metadata)
+
+        def take(name):
+            if name not in arrays:
+                raise ValueError(f"it lacks the entry {name!r}")
+            return arrays.pop(name)
+
+        n_layers = metadata["n_layers"]
+        weights = [take(f"weight_{i}") for i in range(n_layers)]
+        biases = [take(f"bias_{i}") for i in range(n_layers)]
+        scales = [take(f"scale_{i}") for i in range(n_layers)]
+        tables = [take(f"table_{i}") for i in range(n_layers - 1)]
+        offsets = [take(f"table_offset_{i}") for i in range(n_layers - 1)]
+        feature_mean = arrays.pop("feature_mean", None)
+        feature_std = arrays.pop("feature_std", None)
+        if arrays:
+            raise ValueError(f"it holds unexpected entries {sorted(arrays)}")
+        classes = metadata["classes"]
+        head = OutputHead(
+            metadata["task"],
+            None if classes is None else np.asarray(classes),
+            metadata["target_ndim"],
+            float(metadata["target_mean"]),
+            float(metadata["target_std"]),
+        )
+        model = cls(
+            metadata["config"],
+            metadata["input_scale"],
+            weights,
+            biases,
+            scales,
+            tables,
+            offsets,
+            head,
+            metadata["feature_names"],
+            feature_mean,
+            feature_std,
+            metadata["lsbs_to_remove"],
+        )
         if model.certificate.rows() != metadata["certificate"]:
-            raise ValueError(f"{path}: the stored certificate does not match its weights")
+            raise ValueError("the stored certificate does not match its weights")
         return model
 
 
 def load(path) -> IntegerModel:
     """Load an integer model saved by ``IntegerModel.save`` (or an estimator's ``save``)."""
     return IntegerModel.load(path)
+
+
+def _read_model_file(path: Path) -> tuple[dict, object]:
+    """A model file's arrays by name and its decoded JSON metadata.
+
+    Each zip member is read whole before numpy parses it, so zip's CRC-32 check sees every
+    byte: a damaged member is refused rather than parsed. Arrays are read with
+    ``allow_pickle=False``.
+
+    Raises
+    ------
+    ValueError
+        If the bytes do not decode: the zip, deflate, npy and JSON parsers raise a dozen
+        exception types on damaged input (``zlib.error``, ``NotImplementedError``,
+        ``tokenize.TokenError``, ``RecursionError``, ...); each becomes a ValueError here.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename: archive.read(info) for info in archive.infolist()}
+        arrays = {
+            name.removesuffix(".npy"): np.lib.format.read_array(
+                io.BytesIO(data), allow_pickle=False
+            )
+            for name, data in members.items()
+        }
+        text = arrays.pop("metadata", None)
+        if text is None or text.dtype != np.uint8 or text.ndim != 1:
+            raise ValueError("it has no metadata entry of JSON bytes")
+        return arrays, json.loads(text.tobytes().decode())
+    except ValueError:
+        raise
+    except Exception as error:  # any failure to decode means a damaged file
+        raise ValueError(f"{type(error).__name__}: {error}") from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _distinct_list(values, kinds) -> bool:
+    """A non-empty list of distinct values, all of one type among ``kinds``."""
+    return (
+        isinstance(values, list)
+        and len({type(value) for value in values}) == 1
+        and type(values[0]) in kinds
+        and len(set(values)) == len(values)
+    )
+
+
+# Metadata entry -> (test, what it must be). The arrays' shapes, dtypes and ranges are
+# checked by IntegerModel itself.
+_BITS = (lambda value: _is_int(value) and 1 <= value <= 64, "an integer from 1 to 64")
+_FLAG = (lambda value: isinstance(value, bool), "true or false")
+_NUMBER = (_is_number, "a number")
+_CONFIG_ENTRIES = {
+    "n_w_bits": _BITS,
+    "n_a_bits": _BITS,
+    "n_accum_bits": _BITS,
+    "quant_signed": _FLAG,
+    "quant_narrow": _FLAG,
+}
+_METADATA_ENTRIES = {
+    "config": (lambda value: isinstance(value, dict), "an object"),
+    "input_scale": _NUMBER,
+    "n_layers": (lambda value: _is_int(value) and value >= 1, "a positive integer"),
+    "task": (
+        lambda value: value in ("classification", "regression"),
+        "classification or regression",
+    ),
+    "classes": (
+        lambda value: value is None or _distinct_list(value, (str, int, float, bool)),
+        "null or a list of distinct labels of one type",
+    ),
+    "target_ndim": (lambda value: _is_int(value) and value in (1, 2), "1 or 2"),
+    "target_mean": _NUMBER,
+    "target_std": _NUMBER,
+    "feature_names": (
+        lambda value: value is None or _distinct_list(value, (str,)),
+        "null or a list of distinct strings",
+    ),
+    "certificate": (lambda value: isinstance(value, list), "a list of rows"),
+    "lsbs_to_remove": (
+        lambda value: isinstance(value, list) and all(_is_int(k) and k >= 0 for k in value),
+        "a list of non-negative integers",
+    ),
+}
+
+
+def _check_metadata(metadata) -> None:
+    """Refuse metadata of another format or version, or with an entry of the wrong type."""
+    if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
+        raise ValueError(f"its metadata does not name the format {_FORMAT!r}")
+    version = metadata.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:
+        raise ValueError(
+            f"it has format version {reprlib.repr(version)}; this concrete-qnn reads version "
+            f"{FORMAT_VERSION}"
+        )
+    _check_entries(metadata, _METADATA_ENTRIES)
+    _check_entries(metadata["config"], _CONFIG_ENTRIES)
+
+
+def _check_entries(section: dict, entries: dict) -> None:
+    for key, (valid, description) in entries.items():
+        if key not in section:
+            raise ValueError(f"it lacks the entry {key!r}")
+        if not valid(section[key]):
+            raise ValueError(
+                f"its entry {key!r} must be {description}, got {reprlib.repr(section[key])}"
+            )
 
 
 def _check_array(name, array, dtype, ndim=None, shape=None) -> None:

@@ -90,8 +90,8 @@ class ModelIO:
             if np.any(self.feature_std <= 0):
                 raise ValueError("feature_std must be positive")
         head = self.head
-        if not (np.isfinite(head.target_mean) and head.target_std > 0):
-            raise ValueError("target_mean must be finite and target_std positive")
+        if not (np.isfinite(head.target_mean) and 0 < head.target_std < np.inf):
+            raise ValueError("target_mean must be finite and target_std positive and finite")
         if head.task == "classification":
             if head.classes is None or len(head.classes) != len(scales):
                 raise ValueError("a classifier needs one class label per output")
@@ -107,7 +107,7 @@ class ModelIO:
         Raises
         ------
         ValueError
-            If ``X`` is not 2-D with ``n_features`` columns.
+            If ``X`` is not 2-D with ``n_features`` columns, or contains NaN.
         """
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
@@ -118,6 +118,8 @@ class ModelIO:
         if self.feature_mean is not None:
             X = (X.astype(np.float64) - self.feature_mean) / self.feature_std
         X = X.astype(np.float32)
+        if np.isnan(X).any():
+            raise ValueError("Input X contains NaN: every feature needs a value")
         codes = np.round(X / np.float32(self.input_scale))
         return np.clip(codes, *self.input_range).astype(np.int64)
 

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 import tracemalloc
-import zipfile
+import warnings
 
 import numpy as np
 import pytest
@@ -284,20 +284,90 @@ def test_tampered_files_are_refused(digits_model, tmp_path, edit, message):
         load(path)
 
 
-def test_truncated_and_foreign_files_are_refused(digits_model, tmp_path):
-    model, _, _ = digits_model
-    path = tmp_path / "model.npz"
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    """A loaded model fitted on columns ``age, income`` (the label depends on income only),
+    the training frame and the estimator."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.normal(size=200), "income": rng.normal(size=200)})
+    y = (frame["income"] > 0).to_numpy().astype(int)
+    model = QNNClassifier(random_state=0, max_epochs=5, lr=0.05).fit(frame, y)
+    assert np.mean(model.predict(frame) == y) > 0.85
+    path = tmp_path_factory.mktemp("named") / "named.npz"
     model.save(path)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="is not a readable concrete-qnn model file"):
-        load(path)
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("weights.npy", b"nonsense")
-    with pytest.raises(
-        ValueError, match=r"not a readable concrete-qnn model file|no valid metadata"
-    ):
-        load(path)
+    return load(path), frame, model
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_loaded_model_reads_dataframe_columns_by_name(named):
+    loaded, frame, model = named
+    reordered = frame[["income", "age"]]
+    expected = model.predict(frame)
+    np.testing.assert_array_equal(loaded.predict(reordered), expected)
+    np.testing.assert_array_equal(loaded.predict_proba(reordered), model.predict_proba(frame))
+    np.testing.assert_array_equal(
+        loaded.decision_outputs(reordered), loaded.decision_outputs(frame)
+    )
+    np.testing.assert_array_equal(loaded.quantize_input(reordered), loaded.quantize_input(frame))
+    assert (
+        loaded.observed_certificate(reordered).rows() == loaded.observed_certificate(frame).rows()
+    )
+    # read by position, the swapped columns would give other labels: the test can tell
+    assert np.mean(loaded.predict(reordered.to_numpy()) == expected) < 0.8
+    # an array is read by position, without a warning
+    np.testing.assert_array_equal(loaded.predict(frame.to_numpy()), expected)
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (["age"], r"feature names seen at fit time, yet now missing: \['income'\]"),
+        (["age", "income", "height"], r"feature names unseen at fit time: \['height'\]"),
+        (["age", "salary"], r"unseen at fit time: \['salary'\]; .* missing: \['income'\]"),
+        (["age", "income", "age"], r"feature names repeated: \['age'\]"),
+    ],
+    ids=["missing", "unknown", "renamed", "repeated"],
+)
+def test_missing_unknown_or_repeated_names_are_refused(named, columns, message):
+    loaded, frame, _ = named
+    X = frame.assign(height=1.0, salary=frame["income"])[columns]
+    for method in (loaded.predict, loaded.predict_proba, loaded.observed_certificate):
+        with pytest.raises(ValueError, match="should match those that were passed during fit"):
+            method(X)
+    with pytest.raises(ValueError, match=message):
+        loaded.predict(X)
+
+
+def test_unnamed_columns_and_unnamed_models_are_read_by_position(named, iris):
+    import pandas as pd
+
+    loaded, frame, model = named
+    unnamed = pd.DataFrame(frame.to_numpy())  # integer column names: not feature names
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        np.testing.assert_array_equal(loaded.predict(unnamed), model.predict(frame))
+    with pytest.raises(ValueError, match="column names of mixed types"):
+        loaded.predict(frame.set_axis(["age", 1], axis=1))
+    X, y = iris
+    without_names = QNNClassifier(random_state=0, max_epochs=1).fit(X, y).integer_model_
+    assert without_names.feature_names is None
+    named_frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    with pytest.warns(UserWarning, match="X has feature names, but the model was fitted without"):
+        np.testing.assert_array_equal(without_names.predict(named_frame), without_names.predict(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(
+            without_names.predict(pd.DataFrame(X)), without_names.predict(X)
+        )
+
+
+def test_nan_at_integer_predict_is_a_value_error(named):
+    loaded, frame, _ = named
+    X = frame.to_numpy(copy=True)
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        loaded.predict(X)
 
 
 def test_wrong_feature_count_at_integer_predict(digits_model):
