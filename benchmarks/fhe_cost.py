@@ -7,9 +7,10 @@ with ``set_params`` (the integer model is rebuilt, no refit). Per setting: 5-fol
 accumulator bits, lookup bits, table lookups and programmable bootstraps per row, the
 circuit's complexity, compile seconds, key generation seconds, evaluation-key megabytes
 (serialized, compressed) and seconds per encrypted row (median over ``--rows`` rows,
-encrypt + run + decrypt), on fold 0's model. Every setting is checked: ``simulate`` against
-``disable`` on fold 0's test rows and on 1,000 corner rows, ``execute`` against ``disable``
-on the executed rows; the disagreements are counted in the table.
+encrypt + run + decrypt; ``--rows 0`` skips keys and execution), on fold 0's model. Every
+setting is checked: ``simulate`` against ``disable`` on fold 0's test rows and on 1,000
+corner rows, ``execute`` against ``disable`` on the executed rows; the disagreements are
+counted in the table.
 """
 
 from __future__ import annotations
@@ -51,17 +52,20 @@ def fhe_cost(model, fold, n_rows: int) -> dict:
         disagreements += int(
             np.sum(model.predict(rows, fhe="simulate") != model.predict(rows, fhe="disable"))
         )
-    start = time.perf_counter()
-    circuit.keygen()
-    keygen_s = time.perf_counter() - start
-    key_mb = len(circuit.circuit.keys.evaluation.serialize()) / 1e6
-    latencies = []
-    for row in fold.X_test[:n_rows]:
-        start = time.perf_counter()
-        encrypted = model.predict(row[None, :], fhe="execute")
-        latencies.append(time.perf_counter() - start)
-        disagreements += int(np.sum(encrypted != model.predict(row[None, :])))
     certificate = model.certificate_
+    executed = {"keygen s": "-", "eval keys MB": "-", "s/row": "-"}
+    if n_rows:
+        start = time.perf_counter()
+        circuit.keygen()
+        executed["keygen s"] = round(time.perf_counter() - start, 1)
+        executed["eval keys MB"] = round(len(circuit.circuit.keys.evaluation.serialize()) / 1e6)
+        latencies = []
+        for row in fold.X_test[:n_rows]:
+            start = time.perf_counter()
+            encrypted = model.predict(row[None, :], fhe="execute")
+            latencies.append(time.perf_counter() - start)
+            disagreements += int(np.sum(encrypted != model.predict(row[None, :])))
+        executed["s/row"] = round(statistics.median(latencies), 2)
     return {
         "accumulator bits": certificate.max_bits,
         "lookup bits": max(layer.lookup_bits for layer in certificate.layers[:-1]),
@@ -69,15 +73,13 @@ def fhe_cost(model, fold, n_rows: int) -> dict:
         "bootstraps": circuit.circuit.programmable_bootstrap_count,
         "complexity": f"{circuit.circuit.complexity:.2e}",
         "compile s": round(compile_s, 1),
-        "keygen s": round(keygen_s, 1),
-        "eval keys MB": round(key_mb),
-        "s/row": round(statistics.median(latencies), 2),
+        **executed,
         "disagreements": disagreements,
     }
 
 
-def measure(name: str, n_rows: int) -> list[dict]:
-    """One table row per (pruned or not, rounding) setting on dataset ``name``."""
+def measure(name: str, n_rows: int):
+    """Yield one table row per (pruned or not, rounding) setting on dataset ``name``."""
     data = folds(name)
     models = {False: [], True: []}
     for fold in data:
@@ -85,7 +87,6 @@ def measure(name: str, n_rows: int) -> list[dict]:
         model.fit(fold.X_train, fold.y_train)
         models[False].append(model)
         models[True].append(model.prune(fold.X_train, fold.y_train, PRUNE_FRACTION))
-    rows = []
     for pruned, fitted in models.items():
         for bits in ROUNDING:
             scores = [
@@ -99,42 +100,48 @@ def measure(name: str, n_rows: int) -> list[dict]:
                 "5-fold accuracy": round(float(np.mean(scores)), 4),
             }
             row.update(fhe_cost(fitted[0], data[0], n_rows))
-            print(row, flush=True)
-            rows.append(row)
-    return rows
+            yield row
 
 
-def markdown(rows: list[dict]) -> str:
+def report(rows: list[dict], n_rows: int, minutes: float, done: bool) -> str:
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["breast_cancer", "digits"])
-    parser.add_argument("--rows", type=int, default=3, help="encrypted rows timed per setting")
-    parser.add_argument("--output", type=Path, default=HERE / "FHE_COST.md")
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message="make_pruning_permanent repaired")
-    start = time.perf_counter()
-    rows = [row for name in args.datasets for row in measure(name, args.rows)]
-    minutes = (time.perf_counter() - start) / 60
-    text = (
+    status = f"Total time {minutes:.1f} min." if done else "Still running: partial table."
+    return (
         "# FHE cost against accuracy\n\n"
         "Generated by `python -m benchmarks.fhe_cost` (do not edit by hand). Estimator "
         "defaults, `random_state=0`, 5 folds of the benchmark protocol; `pruned` is "
         f"`.prune(X, y, {PRUNE_FRACTION})` of the same fitted models; each "
         "`rounding_threshold_bits` applied with `set_params` to the same fitted models. Cost "
         "columns on fold 0's model; s/row is the median over "
-        f"{args.rows} rows of encrypt + run + decrypt; disagreements count `simulate` vs "
+        f"{n_rows} rows of encrypt + run + decrypt; disagreements count `simulate` vs "
         f"`disable` on fold 0's test rows and {N_CORNER_ROWS} corner rows plus `execute` vs "
         f"`disable` on the executed rows. Machine: {torch.get_num_threads()} torch thread(s), "
-        f"CPU. Total time {minutes:.1f} min.\n\n" + markdown(rows) + "\n"
+        f"CPU. {status}\n\n" + "\n".join(lines) + "\n"
     )
-    args.output.write_text(text)
-    print(text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["breast_cancer", "digits"])
+    parser.add_argument(
+        "--rows", type=int, default=3, help="encrypted rows timed per setting (0: no keys)"
+    )
+    parser.add_argument("--output", type=Path, default=HERE / "FHE_COST.md")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message="make_pruning_permanent repaired")
+    start = time.perf_counter()
+    rows = []
+    for name in args.datasets:
+        for row in measure(name, args.rows):
+            rows.append(row)
+            print(row, flush=True)
+            minutes = (time.perf_counter() - start) / 60
+            args.output.write_text(report(rows, args.rows, minutes, done=False))
+    minutes = (time.perf_counter() - start) / 60
+    args.output.write_text(report(rows, args.rows, minutes, done=True))
+    print(args.output.read_text())
 
 
 if __name__ == "__main__":
