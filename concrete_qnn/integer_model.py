@@ -34,14 +34,15 @@ class OutputHead:
     ``task`` is ``"classification"`` (``classes`` holds the labels, in output order) or
     ``"regression"`` (``target_ndim`` is 1 or 2, the dimensionality of the fitted ``y``;
     predictions are ``outputs * target_std + target_mean``, for a model trained on a
-    standardized target).
+    standardized target). ``target_mean`` and ``target_std`` are floats (one for every
+    target) or float64 arrays (n_outputs,) in the target's units, one per target column.
     """
 
     task: str
     classes: np.ndarray | None = None
     target_ndim: int = 2
-    target_mean: float = 0.0
-    target_std: float = 1.0
+    target_mean: float | np.ndarray = 0.0
+    target_std: float | np.ndarray = 1.0
 
 
 class IntegerModel:
@@ -179,8 +180,13 @@ class IntegerModel:
                     raise ValueError(f"{name} must be finite")
             if np.any(self.feature_std <= 0):
                 raise ValueError("feature_std must be positive")
-        if not (np.isfinite(self.head.target_mean) and self.head.target_std > 0):
-            raise ValueError("target_mean must be finite and target_std positive")
+        n_outputs = self.weights[-1].shape[0]
+        for name in ("target_mean", "target_std"):
+            value = np.asarray(getattr(self.head, name), dtype=np.float64)
+            if value.shape not in ((), (n_outputs,)) or not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} must be finite, one number or one per output")
+        if not np.all(np.asarray(self.head.target_std) > 0):
+            raise ValueError("target_std must be positive")
         if self.head.task == "classification":
             if self.head.classes is None or len(self.head.classes) != self.weights[-1].shape[0]:
                 raise ValueError("a classifier needs one class label per output")
@@ -313,9 +319,17 @@ class IntegerModel:
     ) -> IntegerModel:
         """A copy that standardizes raw features itself (and un-standardizes targets).
 
-        ``feature_names`` (n_features,) replaces the model's names when given.
+        ``target_mean``, ``target_std`` (floats or arrays (n_outputs,)) say that this model's
+        predictions are standardized targets: the copy predicts
+        ``predictions * target_std + target_mean`` (composed with the model's own target
+        statistics, which the defaults keep). ``feature_names`` (n_features,) replaces the
+        model's names when given.
         """
-        head = replace(self.head, target_mean=float(target_mean), target_std=float(target_std))
+        head = replace(
+            self.head,
+            target_mean=_target_statistic(self.head.target_mean * target_std + target_mean),
+            target_std=_target_statistic(self.head.target_std * target_std),
+        )
         if feature_names is None:
             feature_names = self.feature_names
         return IntegerModel(
@@ -365,8 +379,8 @@ class IntegerModel:
             "task": self.head.task,
             "classes": None if self.head.classes is None else self.head.classes.tolist(),
             "target_ndim": self.head.target_ndim,
-            "target_mean": self.head.target_mean,
-            "target_std": self.head.target_std,
+            "target_mean": np.asarray(self.head.target_mean).tolist(),
+            "target_std": np.asarray(self.head.target_std).tolist(),
             "feature_names": None
             if self.feature_names is None
             else self.feature_names.astype(str).tolist(),
@@ -413,8 +427,8 @@ class IntegerModel:
                 metadata["task"],
                 None if classes is None else np.asarray(classes),
                 int(metadata["target_ndim"]),
-                float(metadata["target_mean"]),
-                float(metadata["target_std"]),
+                _target_statistic(metadata["target_mean"]),
+                _target_statistic(metadata["target_std"]),
             )
             model = cls(
                 metadata["config"],
@@ -439,6 +453,12 @@ class IntegerModel:
 def load(path) -> IntegerModel:
     """Load an integer model saved by ``IntegerModel.save`` (or an estimator's ``save``)."""
     return IntegerModel.load(path)
+
+
+def _target_statistic(value) -> float | np.ndarray:
+    """A target mean or standard deviation: a float, or a float64 array (n_outputs,)."""
+    value = np.asarray(value, dtype=np.float64)
+    return float(value) if value.ndim == 0 else value
 
 
 def _check_array(name, array, dtype, ndim=None, shape=None) -> None:
