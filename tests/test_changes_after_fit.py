@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from skorch.callbacks import EpochScoring
 
 import concrete_qnn.onnx_export
@@ -160,7 +161,7 @@ def test_set_params_refuses_data_parameters_and_torch_compile(fitted, iris):
 
 def test_initialize_drops_the_fitted_model(fitted, iris):
     model = copy.deepcopy(fitted).initialize()
-    with pytest.raises(Exception, match="not fitted"):
+    with pytest.raises(NotFittedError):
         model.predict(iris[0])
 
 
