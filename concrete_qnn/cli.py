@@ -189,12 +189,7 @@ def train(args) -> None:
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.25, random_state=args.random_state, **split
     )
-    scaler = StandardScaler().fit(X_train)
-    target_mean, target_std = 0.0, 1.0
-    if task == "regression":  # train on a standardized target, predict in its units
-        y_train = y_train.astype(np.float64)
-        target_mean, target_std = float(y_train.mean()), float(y_train.std() or 1.0)
-        y_train = (y_train - target_mean) / target_std
+    scaler = StandardScaler().fit(X_train)  # the regressor standardizes the target itself
     estimator_class = QNNClassifier if task == "classification" else QNNRegressor
     estimator = estimator_class(
         module__n_w_bits=args.n_w_bits,
@@ -208,7 +203,7 @@ def train(args) -> None:
     estimator.fit(scaler.transform(X_train), y_train)
     seconds = time.perf_counter() - start
     model = estimator.integer_model_.with_standardization(
-        scaler.mean_, scaler.scale_, target_mean, target_std, [str(c) for c in X.columns]
+        scaler.mean_, scaler.scale_, feature_names=[str(c) for c in X.columns]
     )
     predictions = model.predict(X_test.to_numpy(dtype=np.float64))
     if task == "classification":

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import numbers
 from contextlib import contextmanager
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.preprocessing import LabelEncoder
+from sklearn.preprocessing import LabelEncoder, StandardScaler
+from sklearn.utils import _safe_indexing
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import ProgressBar
+from skorch.callbacks import LRScheduler, ProgressBar
+from skorch.utils import to_tensor
 
 from concrete_qnn.accumulator import lookup_bits_per_layer
 from concrete_qnn.callbacks import AccumulatorPruning, CosineLearningRate
@@ -29,11 +38,37 @@ DEFAULT_ROUNDING_THRESHOLD_BITS = 5
 _DATA_PARAMETERS = ("module", "module__input_dim", "module__n_outputs")
 
 
+class _TrainingData(NamedTuple):
+    """One training call's data, validated, as skorch receives it.
+
+    ``X`` float32 (n_rows, n_features) and ``y`` (encoded labels, int64 (n_rows,), or
+    standardized targets, float32 (n_rows, n_targets)) hold the rows of positive weight;
+    ``sample_weight`` is float32 (n_rows,) with mean 1, or None when every row weighs the
+    same; ``split_params`` are the fit parameters of ``train_split``, for the same rows.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+    split_params: dict
+
+
 class _QNNEstimatorMixin:
     """What both estimators add to skorch: data validation, seeding, pruning, ``prune``.
 
-    Subclasses implement ``_validate_targets(y, reset, classes) -> (y_for_torch, n_outputs)``;
-    ``classes`` is ``partial_fit``'s argument (the labels to expect), else None.
+    Subclasses implement ``_validate_targets(y, reset, classes, sample_weight) ->
+    (y_for_torch, n_outputs)`` (``classes``: ``partial_fit``'s argument, else None) and
+    ``_output_head()``.
+
+    Two rules keep every method answering for one and the same model:
+
+    - ``integer_model_`` exists exactly when ``module_`` is the pruned network it was
+      built from. A training call drops it before training and rebuilds it after;
+      ``set_params`` stores ``module__*`` parameters for the next ``fit`` without
+      rebuilding the fitted network; ``load_params`` outside ``fit`` rebuilds it.
+    - A training call validates everything (data, weights, parameters, and for calls that
+      continue the fitted network, that its ``module__*`` parameters are unchanged)
+      before it changes any state; a refused call leaves every attribute as it was.
     """
 
     # skorch sets these three in __init__; scikit-learn's rule is that __init__ sets
@@ -41,6 +76,8 @@ class _QNNEstimatorMixin:
     history_ = None
     initialized_ = False
     virtual_params_ = MappingProxyType({})
+    # True only while skorch's training loop runs (``_training_loop``).
+    _in_training_loop = False
 
     def _init_qnn(
         self, module_params: dict, random_state, progress_bar, rounding_threshold_bits, kwargs
@@ -50,12 +87,7 @@ class _QNNEstimatorMixin:
                 f"{type(self).__name__} does not take skorch's compile (torch.compile): its "
                 "compile(X) method builds the FHE circuit"
             )
-        given = [name for name in _DATA_PARAMETERS if name in kwargs]
-        if given:
-            raise ValueError(
-                f"{type(self).__name__} sets {', '.join(given)} itself: the module is "
-                "SparseQuantNeuralNetwork, input_dim and n_outputs come from the data in fit"
-            )
+        self._refuse_data_parameters(kwargs)
         super().__init__(SparseQuantNeuralNetwork, **module_params, **kwargs)
         for name in ("history_", "initialized_", "virtual_params_", "compile"):
             del self.__dict__[name]
@@ -63,20 +95,83 @@ class _QNNEstimatorMixin:
         self.progress_bar = progress_bar
         self.rounding_threshold_bits = rounding_threshold_bits
 
+    def _refuse_data_parameters(self, params) -> None:
+        given = [name for name in _DATA_PARAMETERS if name in params]
+        if given:
+            raise ValueError(
+                f"{type(self).__name__} sets {', '.join(given)} itself: the module is "
+                "SparseQuantNeuralNetwork, input_dim and n_outputs come from the data in fit"
+            )
+
     # ------------------------------------------------------------------ parameters
     def _get_param_names(self):
         hidden = {"module", "_params_to_validate"}
         return [name for name in super()._get_param_names() if name not in hidden]
 
+    def set_params(self, **params):
+        """Set parameters; on a fitted estimator they apply to the next training call.
+
+        ``module__*`` parameters are stored without rebuilding the fitted network (skorch
+        would replace it by an untrained one): ``predict``, ``export_onnx``, pickling and
+        the rest keep answering for the fitted model, ``fit`` builds a network with the
+        new parameters, and ``partial_fit``, ``prune`` and a ``warm_start`` fit refuse to
+        continue a network whose parameters changed. Training parameters (``lr``,
+        ``max_epochs``, ``batch_size``, ``criterion``, ``optimizer``, ``callbacks``, ...)
+        apply from the next training call on. A new ``rounding_threshold_bits`` on a fitted
+        estimator rebuilds ``integer_model_`` from the trained network at once (no refit; a
+        compiled circuit is dropped): ``predict``, ``save`` and ``compile`` then use it.
+
+        Raises
+        ------
+        ValueError
+            For ``module``, ``module__input_dim``, ``module__n_outputs`` (set from the
+            data), skorch's ``compile`` (this class's ``compile`` is the FHE method) and an
+            invalid ``rounding_threshold_bits`` on a fitted estimator; nothing is set then.
+        """
+        self._refuse_data_parameters(params)
+        if any(name == "compile" or name.startswith("compile__") for name in params):
+            raise ValueError(
+                f"{type(self).__name__} does not take skorch's compile (torch.compile): its "
+                "compile(X) method builds the FHE circuit"
+            )
+        rounded = None
+        if "rounding_threshold_bits" in params and self.__sklearn_is_fitted__():
+            rounded = self._integer_model(params["rounding_threshold_bits"])  # validates
+        module_params = {name: value for name, value in params.items() if name[:8] == "module__"}
+        super().set_params(**{name: params[name] for name in params.keys() - module_params})
+        vars(self).update(module_params)
+        if rounded is not None:
+            self.integer_model_ = rounded
+            vars(self).pop("fhe_circuit_", None)
+        if self.initialized_:  # skorch would keep these three until the next initialize
+            if "callbacks" in params:
+                self._initialize_callbacks()
+            if "criterion" in params:
+                self._initialize_criterion()
+            if "criterion" in params or "optimizer" in params:
+                self._initialize_optimizer()
+        return self
+
     @property
     def _default_callbacks(self):
         progress = [("progress_bar", ProgressBar(batches_per_epoch="count"))]
+        schedule = [("lr_schedule", CosineLearningRate())]
         return [
             *super()._default_callbacks,
             *(progress if self.progress_bar is True else []),
-            ("lr_schedule", CosineLearningRate()),
+            *([] if self._user_schedules_learning_rate() else schedule),
             ("accumulator_pruning", AccumulatorPruning()),
         ]
+
+    def _user_schedules_learning_rate(self) -> bool:
+        """True if ``callbacks`` holds a learning-rate schedule (skorch's ``LRScheduler``):
+        it then replaces the default cosine schedule instead of fighting it."""
+        for item in self.callbacks or []:
+            callback = item[1] if isinstance(item, (tuple, list)) else item
+            kind = callback if isinstance(callback, type) else type(callback)
+            if issubclass(kind, (LRScheduler, CosineLearningRate)):
+                return True
+        return False
 
     def initialize_callbacks(self):
         """skorch's callbacks, with the pruning moved after every other one."""
@@ -89,6 +184,11 @@ class _QNNEstimatorMixin:
     def torch_compile(self, module, name):
         """No torch.compile: ``compile`` is the FHE method here (skorch's flag is removed)."""
         return module
+
+    def initialize(self):
+        """skorch's ``initialize``: a new, untrained network (the fitted model is dropped)."""
+        self._forget_fitted_model()
+        return super().initialize()
 
     def initialize_module(self):
         """Build the module with ``input_dim`` and ``n_outputs`` taken from the data."""
@@ -103,58 +203,109 @@ class _QNNEstimatorMixin:
         return hasattr(self, "integer_model_")
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, **fit_params):
-        """Train on ``X`` (n_samples, n_features) and ``y``; prune; return ``self``."""
-        X, y = self._validate_fit_data(X, y, reset=True)
+    def fit(self, X, y, sample_weight=None, **fit_params):
+        """Train a new network on ``X``, ``y``; prune it; build the integer model.
+
+        With ``warm_start=True``, a fitted estimator continues training its network
+        instead, as ``partial_fit`` does.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        y : array-like (n_samples,), or (n_samples, n_targets) for the regressor
+        sample_weight : array-like (n_samples,) or float, optional
+            Finite, non-negative weights of the rows in the loss (training and
+            validation); only their ratios matter. Rows of weight 0 are left out
+            entirely, as if they were not passed: labels, target statistics, the
+            validation split and the batches are those of the other rows.
+        **fit_params
+            Parameters of ``train_split``, such as ``groups`` for a ``ValidSplit`` over
+            ``GroupKFold``; arrays are indexed like the rows.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Before any state changes: invalid data, weights, parameters or fit
+            parameters; with ``warm_start``, data or ``module__*`` parameters that do
+            not match the fitted network.
+        """
+        continuing = bool(self.warm_start) and self.initialized_
+        return self._fit(X, y, sample_weight, fit_params, first=not continuing)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None, **fit_params):
+        """Train ``max_epochs`` more epochs from the current weights (initializes once).
+
+        ``classes`` (first call only) lists every label to expect; the other arguments
+        and the errors are those of ``fit``. The network must still match its
+        ``module__*`` parameters (ValueError otherwise).
+        """
+        first = not self.initialized_
+        return self._fit(X, y, sample_weight, fit_params, first=first, classes=classes)
+
+    def _fit(self, X, y, sample_weight, fit_params: dict, first: bool, classes=None):
+        data = self._validate_training_call(X, y, sample_weight, fit_params, first, classes)
         with self._seeded():
-            if not self.warm_start or not self.initialized_:
+            if first:
                 self.initialize()
-            self._train(X, y, **fit_params)
+            self._train(data)
         return self
 
-    def _train(self, X, y, **fit_params) -> None:
+    def _train(self, data: _TrainingData) -> None:
         """skorch's training loop (pruning runs in its callback), then the integer model."""
-        NeuralNet.partial_fit(self, X, y, **fit_params)
-        self.integer_model_ = self._build_integer_model(self.rounding_threshold_bits)
+        self._forget_fitted_model()
+        self.batch_size_ = auto_batch_size(len(data.X)) if self.batch_size == "auto" else None
+        X = data.X
+        if data.sample_weight is not None:
+            X = {"X": data.X, "sample_weight": data.sample_weight}
+        with self._training_loop():
+            NeuralNet.partial_fit(self, X, data.y, **data.split_params)
+        self._build_integer_model()
 
-    def _build_integer_model(self, rounding_threshold_bits):
+    @contextmanager
+    def _training_loop(self):
+        """Mark skorch's training loop: ``predict`` then answers for the network being
+        trained, as skorch's scoring callbacks expect."""
+        self._in_training_loop = True
+        try:
+            yield
+        finally:
+            vars(self).pop("_in_training_loop", None)
+
+    def _build_integer_model(self) -> None:
+        self.integer_model_ = self._integer_model(self.rounding_threshold_bits)
+
+    def _integer_model(self, rounding_threshold_bits):
         """The trained module as an integer model whose lookups read
         ``rounding_threshold_bits`` bits (see ``SparseQuantNeuralNetwork.to_integer_model``)."""
         return self.module_.to_integer_model(
             self._output_head(), getattr(self, "feature_names_in_", None), rounding_threshold_bits
         )
 
-    def set_params(self, **params):
-        """skorch's ``set_params``. A new ``rounding_threshold_bits`` on a fitted estimator
-        rebuilds ``integer_model_`` from the trained module at once (no refit needed; a
-        compiled circuit is dropped): ``predict``, ``save`` and ``compile`` then use it.
+    def _forget_fitted_model(self) -> None:
+        vars(self).pop("integer_model_", None)
+        vars(self).pop("fhe_circuit_", None)
 
-        Raises
-        ------
-        ValueError
-            If ``rounding_threshold_bits`` is invalid; nothing is changed then.
-        """
-        if "rounding_threshold_bits" not in params or not self.__sklearn_is_fitted__():
-            return super().set_params(**params)
-        integer_model = self._build_integer_model(params["rounding_threshold_bits"])
-        super().set_params(**params)
-        self.integer_model_ = integer_model
-        self.__dict__.pop("fhe_circuit_", None)
-        return self
+    # ------------------------------------------------------------------ validation
+    def _validate_training_call(self, X, y, sample_weight, fit_params, first, classes):
+        """Validate one training call; a first call also records the data's description
+        (features, labels or target statistics, ``n_outputs_``). On error every
+        attribute is restored, so a refused call changes nothing."""
+        saved = dict(vars(self))
+        try:
+            return self._validated_data(X, y, sample_weight, fit_params, first, classes)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(saved)
+            raise
 
-    def partial_fit(self, X, y, classes=None, **fit_params):
-        """Train ``max_epochs`` more epochs from the current weights (initializes once)."""
-        first_call = not self.initialized_
-        X, y = self._validate_fit_data(X, y, reset=first_call, classes=classes)
-        with self._seeded():
-            if first_call:
-                self.initialize()
-            self._train(X, y, **fit_params)
-        return self
-
-    def _validate_fit_data(self, X, y, reset: bool, classes=None):
-        if not isinstance(self.progress_bar, bool):
-            raise ValueError(f"progress_bar must be True or False, got {self.progress_bar!r}")
+    def _validated_data(self, X, y, sample_weight, fit_params, first, classes):
+        self._check_settings()
+        if not first:
+            self._check_network_matches_parameters()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -163,19 +314,109 @@ class _QNNEstimatorMixin:
             self,
             _to_numpy(X),
             _to_numpy(y),
-            reset=reset,
+            reset=first,
             dtype=np.float32,
             multi_output=True,
             y_numeric=False,
         )
-        y, n_outputs = self._validate_targets(y, reset=reset, classes=classes)
+        weight = None
+        if sample_weight is not None:
+            weight = _check_sample_weight(
+                _to_numpy(sample_weight), X, dtype=np.float64, ensure_non_negative=True
+            )
+            if not np.all(np.isfinite(weight)):
+                raise ValueError("sample_weight contains NaN or infinity")
+            if not np.all(weight > 0):  # rows of weight 0 are left out entirely
+                rows = np.flatnonzero(weight > 0)
+                fit_params = {
+                    name: _safe_indexing(value, rows) if _has_rows(value, len(X)) else value
+                    for name, value in fit_params.items()
+                }
+                X, y, weight = X[rows], y[rows], weight[rows]
+            weight = _relative_weights(weight)
+        y, n_outputs = self._validate_targets(y, reset=first, classes=classes, sample_weight=weight)
+        if first:
+            self.n_outputs_ = n_outputs
+            self._check_module_parameters()
+        self._check_split_params(fit_params)
+        if weight is not None:
+            self._check_criterion_takes_weights()
+        return _TrainingData(X, y, weight, fit_params)
+
+    def _check_settings(self) -> None:
+        if not isinstance(self.progress_bar, bool):
+            raise ValueError(f"progress_bar must be True or False, got {self.progress_bar!r}")
+        state = self.random_state
+        if state is not None and (
+            isinstance(state, bool) or not isinstance(state, numbers.Integral)
+        ):
+            raise ValueError(f"random_state must be None or an integer, got {state!r}")
         n_layers = self.get_params_for("module").get("n_layers", 3)
         if isinstance(n_layers, numbers.Integral) and n_layers >= 1:  # else the module refuses
             lookup_bits_per_layer(self.rounding_threshold_bits, n_layers - 1)
-        if reset:
-            self.n_outputs_ = n_outputs
-            self.batch_size_ = auto_batch_size(len(X)) if self.batch_size == "auto" else None
-        return X, y
+        for name in vars(self):
+            if name.startswith("callbacks__accumulator_pruning"):
+                raise ValueError(
+                    f"{name} cannot be set: the accumulator_pruning callback is what makes "
+                    "the accumulator certificate hold"
+                )
+
+    def _check_module_parameters(self) -> None:
+        """Build a throwaway network (the caller's torch RNG untouched) to validate the
+        ``module__*`` parameters before a first training call changes anything."""
+        try:
+            with torch.random.fork_rng(devices=[]):
+                SparseQuantNeuralNetwork(
+                    input_dim=self.n_features_in_,
+                    n_outputs=self.n_outputs_,
+                    **self.get_params_for("module"),
+                )
+        except TypeError as error:
+            raise ValueError(f"invalid module__ parameter: {error}") from None
+
+    def _check_network_matches_parameters(self) -> None:
+        """Refuse to continue training a network built with other ``module__*`` values."""
+        built = self.module_.get_config()
+        changed = [
+            f"module__{name}={value!r} (the network has {built.get(name, 'no such parameter')!r})"
+            for name, value in self.get_params_for("module").items()
+            if name not in built or built[name] != value
+        ]
+        if changed:
+            raise ValueError(
+                "module parameters changed since the network was built: "
+                f"{', '.join(changed)}; partial_fit, prune and fit with warm_start=True "
+                "continue training that network: call fit (warm_start=False) to train a new "
+                "one, or set the parameters back"
+            )
+
+    def _check_split_params(self, fit_params: dict) -> None:
+        """Fit parameters other than ``sample_weight`` belong to ``train_split``."""
+        if not fit_params:
+            return
+        try:
+            if self.train_split is None:
+                raise TypeError("train_split is None")
+            inspect.signature(self.train_split).bind(None, None, **fit_params)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"{type(self).__name__}.fit got the fit parameter(s) {sorted(fit_params)}: "
+                "besides sample_weight, fit parameters go to train_split, which does not "
+                f"take them ({error})"
+            ) from None
+
+    def _check_criterion_takes_weights(self) -> None:
+        criterion = self.criterion
+        takes = (
+            "reduction" in inspect.signature(criterion).parameters
+            if isinstance(criterion, type)
+            else hasattr(criterion, "reduction")
+        )
+        if not takes:
+            raise ValueError(
+                f"sample_weight needs per-row losses: criterion {criterion!r} has no "
+                "'reduction' argument, as torch.nn losses have"
+            )
 
     def get_params_for(self, prefix):
         """skorch's component parameters; ``batch_size="auto"`` resolves to ``batch_size_``."""
@@ -190,14 +431,58 @@ class _QNNEstimatorMixin:
         if self.random_state is None:
             yield
             return
-        if isinstance(self.random_state, bool) or not isinstance(
-            self.random_state, numbers.Integral
-        ):
-            raise ValueError(f"random_state must be None or an integer, got {self.random_state!r}")
         devices = [torch.device(self.device).index or 0] if "cuda" in str(self.device) else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(int(self.random_state))
             yield
+
+    # ------------------------------------------------------------------ skorch's loop
+    def infer(self, x, **fit_params):
+        """The network's outputs for a batch. The network takes no other input: the
+        weights of a weighted fit go to ``get_loss``, fit parameters to ``train_split``."""
+        if isinstance(x, dict):
+            x = x["X"]
+        return self.module_(to_tensor(x, device=self.device))
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """skorch's loss; in a weighted fit, the mean of ``sample_weight`` times each
+        row's loss (weights scaled to mean 1 over the rows passed to ``fit``)."""
+        if not isinstance(X, dict):
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        weight = to_tensor(X["sample_weight"], device=self.device)
+        criterion = self.criterion_
+        reduction, criterion.reduction = criterion.reduction, "none"
+        try:
+            losses = super().get_loss(y_pred, y_true, X=X, training=training)
+        finally:
+            criterion.reduction = reduction
+        return (weight * losses.reshape(len(weight), -1).mean(dim=1)).mean()
+
+    def load_params(self, *args, **kwargs):
+        """skorch's ``load_params``; the network takes the saved one's structure (pruning
+        masks attached or not, hidden widths: ``SparseQuantNeuralNetwork.load_state_dict``).
+
+        During ``fit`` (``Checkpoint``, ``LoadInitState``), training goes on from the
+        loaded state. Outside ``fit``, the loaded network becomes the fitted model: its
+        pruning is made permanent and the integer model rebuilt from it (also when the
+        load fails partway, so the estimator still answers for the network it holds).
+        """
+        before = self._parameter_ids()
+        try:
+            super().load_params(*args, **kwargs)
+        finally:
+            if self._parameter_ids() != before:  # layers rebuilt to the saved widths
+                self.initialize_optimizer()
+            if self.initialized_ and not self._in_training_loop:
+                self._forget_fitted_model()
+                if self.module_.pruning_enabled:
+                    self.module_.make_pruning_permanent()
+                    self.initialize_optimizer()
+                self._build_integer_model()
+
+    def _parameter_ids(self) -> list[int]:
+        module = getattr(self, "module_", None)
+        return [] if module is None else [id(p) for p in module.parameters()]
 
     # ------------------------------------------------------------------ inference
     def _validate_predict_data(self, X) -> np.ndarray:
@@ -291,19 +576,20 @@ class _QNNEstimatorMixin:
         self.integer_model_.save(path)
 
     # ------------------------------------------------------------------ pruning
-    def prune(self, X, y, n_prune_neurons_percentage, **fit_params):
+    def prune(self, X, y, n_prune_neurons_percentage, sample_weight=None, **fit_params):
         """A new fitted estimator with that fraction of hidden neurons pruned, fine-tuned.
 
-        The copy is trained ``max_epochs`` more epochs on ``X, y`` from the current
-        weights; ``self`` is left untouched.
+        The copy is trained ``max_epochs`` more epochs on ``X, y`` (``sample_weight`` and
+        ``fit_params`` as in ``fit``) from the current weights; ``self`` is left untouched.
 
         Raises
         ------
         NotFittedError
             If the estimator is not fitted.
         ValueError
-            If ``n_prune_neurons_percentage`` is outside [0, 1) or the network was already
-            pruned structurally.
+            If ``n_prune_neurons_percentage`` is outside [0, 1), the network was already
+            pruned structurally, its ``module__*`` parameters changed since it was built,
+            or the data, weights or fit parameters are invalid.
         """
         check_is_fitted(self)
         if not (
@@ -319,18 +605,21 @@ class _QNNEstimatorMixin:
                 f"(n_prune_neurons_percentage={self.module_.n_prune_neurons_percentage}); "
                 "prune the model it came from instead"
             )
+        self._check_network_matches_parameters()
         pruned = copy.deepcopy(self)
         # Set directly: skorch's set_params would re-initialize the module.
         pruned.module_.n_prune_neurons_percentage = float(n_prune_neurons_percentage)
         vars(pruned)["module__n_prune_neurons_percentage"] = float(n_prune_neurons_percentage)
-        pruned.partial_fit(X, y, **fit_params)
+        pruned.partial_fit(X, y, sample_weight=sample_weight, **fit_params)
         return pruned
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
         # A compiled circuit holds native objects that do not pickle: compile again.
+        # A copy made during fit (Checkpoint's f_pickle) is not in the training loop.
         state = super().__getstate__()
         state.pop("fhe_circuit_", None)
+        state.pop("_in_training_loop", None)
         return state
 
     def __setstate__(self, state):
@@ -400,16 +689,23 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
 
     Parameters ``module__*`` are those of ``SparseQuantNeuralNetwork`` (``input_dim`` and
     ``n_outputs`` come from the data). Other keyword arguments are skorch's
-    (``criterion__weight``, ``callbacks``, ``device``, ``iterator_train__*``, ...).
-    ``random_state`` seeds torch for bit-identical refits; ``progress_bar=True`` shows a
-    progress bar. ``rounding_threshold_bits`` (default 5; None for none, or one entry per
-    hidden layer) is how many high bits of each hidden layer's certified accumulator its
-    table lookup reads: the integer model drops the others (``floor(A / 2^k)``, as
-    concrete-python's ``truncate_bit_pattern``), in the clear and under FHE alike, which
-    makes encrypted inference several times faster for a small loss of accuracy (Concrete
-    ML's parameter of the same name). Training defaults: AdamW
+    (``criterion__weight``, ``callbacks``, ``train_split``, ``warm_start``, ``device``,
+    ``iterator_train__*``, ...). ``random_state`` seeds torch for bit-identical refits;
+    ``progress_bar=True`` shows a progress bar. ``rounding_threshold_bits`` (default 5; None
+    for none, or one entry per hidden layer) is how many high bits of each hidden layer's
+    certified accumulator its table lookup reads: the integer model drops the others
+    (``floor(A / 2^k)``, as concrete-python's ``truncate_bit_pattern``), in the clear and
+    under FHE alike, which makes encrypted inference several times faster for a small loss
+    of accuracy (Concrete ML's parameter of the same name). Training defaults: AdamW
     (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine learning-rate
-    schedule, ``batch_size="auto"`` (see ``auto_batch_size``), no validation split.
+    schedule (an ``LRScheduler`` in ``callbacks`` replaces it), ``batch_size="auto"`` (see
+    ``auto_batch_size``), no validation split.
+
+    During ``fit``, skorch's callbacks see the problem the network is trained on: labels
+    encoded as 0 .. n_classes-1, and ``predict``/``predict_proba`` answer for the network
+    being trained, as skorch's own do (so validation scoring, ``EarlyStopping`` and
+    ``Checkpoint`` work). After ``fit`` they answer with the labels of ``classes_``, from
+    the integer model.
 
     Attributes
     ----------
@@ -417,6 +713,7 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     n_features_in_ : int
     feature_names_in_ : ndarray of str, when fitted on a DataFrame with string columns
     certificate_ : AccumulatorCertificate
+    integer_model_ : IntegerModel, the pruned network as integers; predictions come from it
     """
 
     __init__ = _estimator_init(torch.nn.CrossEntropyLoss)
@@ -425,7 +722,7 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     def classes_(self) -> np.ndarray:
         return self.label_encoder_.classes_
 
-    def _validate_targets(self, y, reset, classes=None):
+    def _validate_targets(self, y, reset, classes=None, sample_weight=None):
         check_classification_targets(y)
         y = column_or_1d(y, warn=True)
         if reset:
@@ -456,13 +753,19 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
         """Class probabilities, float64 (n_samples, n_classes), from the integer model:
         in the clear (``fhe="disable"``), simulated (``"simulate"``) or encrypted
-        (``"execute"``, after ``compile``)."""
+        (``"execute"``, after ``compile``). During ``fit``: skorch's, from the network
+        being trained."""
+        if self._in_training_loop:
+            return NeuralNetClassifier.predict_proba(self, X)
         outputs = self._outputs(X, fhe)
         return self.integer_model_.probabilities(outputs)
 
     def predict(self, X, fhe: str = "disable") -> np.ndarray:
         """Labels of ``classes_`` (n_samples,) from the integer model; ``fhe`` as in
-        ``predict_proba``."""
+        ``predict_proba``. During ``fit``: skorch's encoded labels, from the network
+        being trained."""
+        if self._in_training_loop:
+            return NeuralNetClassifier.predict(self, X)
         outputs = self._outputs(X, fhe)
         return self.integer_model_.predictions(outputs)
 
@@ -470,20 +773,39 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
 class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
     """Regressor whose network runs within ``module__n_accum_bits`` accumulators.
 
-    ``y`` may be 1-D (n_samples,) or 2-D (n_samples, n_targets); ``predict`` returns the
-    same dimensionality. Other parameters as ``QNNClassifier``.
+    ``y`` may be 1-D (n_samples,) or 2-D (n_samples, n_targets), in any units: each
+    target column is standardized for training (mean and standard deviation learned in
+    the first training call, weighted by ``sample_weight``; a constant column keeps
+    standard deviation 1), and the integer model turns outputs back into the target's
+    units, in memory and in its saved file. ``predict`` returns the dimensionality of
+    the fitted ``y``. During ``fit``, skorch's callbacks see the standardized targets
+    and ``predict`` answers for the network being trained, in standardized units.
+    Other parameters as ``QNNClassifier``.
+
+    Attributes
+    ----------
+    target_mean_, target_std_ : float64 ndarray (n_targets,)
+        The standardization of each target column, in the target's units.
     """
 
     __init__ = _estimator_init(torch.nn.MSELoss)
 
-    def _validate_targets(self, y, reset, classes=None):
-        y = np.asarray(y, dtype=np.float32)
+    def _validate_targets(self, y, reset, classes=None, sample_weight=None):
+        y = np.asarray(y, dtype=np.float64)
         if reset:
             self.target_ndim_ = y.ndim
         elif y.ndim != self.target_ndim_:
             raise ValueError(f"y has {y.ndim} dimensions, the first fit had {self.target_ndim_}")
         y = y.reshape(len(y), -1)
-        return y, y.shape[1]
+        if reset:
+            scaler = StandardScaler().fit(y, sample_weight=sample_weight)
+            self.target_mean_, self.target_std_ = scaler.mean_, scaler.scale_
+        elif y.shape[1] != len(self.target_mean_):
+            raise ValueError(
+                f"y has {y.shape[1]} target columns, the first fit had {len(self.target_mean_)}"
+            )
+        standardized = (y - self.target_mean_) / self.target_std_
+        return standardized.astype(np.float32), y.shape[1]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -496,11 +818,20 @@ class QNNRegressor(_QNNEstimatorMixin, NeuralNetRegressor):
         raise AttributeError("QNNRegressor has no predict_proba; use predict")
 
     def _output_head(self) -> OutputHead:
-        return OutputHead("regression", target_ndim=self.target_ndim_)
+        return OutputHead(
+            "regression",
+            target_ndim=self.target_ndim_,
+            target_mean=self.target_mean_,
+            target_std=self.target_std_,
+        )
 
     def predict(self, X, fhe: str = "disable") -> np.ndarray:
-        """float64 predictions from the integer model, (n_samples,) when fitted on 1-D y,
-        else (n_samples, n_targets); ``fhe`` as in ``QNNClassifier.predict_proba``."""
+        """float64 predictions in the target's units from the integer model,
+        (n_samples,) when fitted on 1-D y, else (n_samples, n_targets); ``fhe`` as in
+        ``QNNClassifier.predict_proba``. During ``fit``: the network being trained,
+        float32 (n_samples, n_targets) in standardized units."""
+        if self._in_training_loop:
+            return NeuralNet.predict_proba(self, X)
         outputs = self._outputs(X, fhe)
         return self.integer_model_.predictions(outputs)
 
@@ -510,6 +841,23 @@ def auto_batch_size(n_samples: int) -> int:
     about 5 steps (never under 16). Measured on wine (142 training rows, 5-fold mean at the
     defaults): batch 64 gives 0.9605, batch 28 gives 0.9662."""
     return min(64, max(16, n_samples // 5))
+
+
+def _relative_weights(weight: np.ndarray) -> np.ndarray | None:
+    """Positive weights (n,) scaled to mean 1, float32; None when they are all equal."""
+    if np.all(weight == weight[0]):
+        return None
+    weight = weight / weight.max()
+    return (weight / weight.mean()).astype(np.float32)
+
+
+def _has_rows(value, n_rows: int) -> bool:
+    """Whether a fit parameter is an array-like with one entry per row."""
+    return (
+        hasattr(value, "__len__")
+        and not isinstance(value, (str, bytes, dict))
+        and len(value) == n_rows
+    )
 
 
 def _to_numpy(data):

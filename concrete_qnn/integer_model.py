@@ -44,14 +44,15 @@ class OutputHead:
     ``task`` is ``"classification"`` (``classes`` holds the labels, in output order) or
     ``"regression"`` (``target_ndim`` is 1 or 2, the dimensionality of the fitted ``y``;
     predictions are ``outputs * target_std + target_mean``, for a model trained on a
-    standardized target).
+    standardized target). ``target_mean`` and ``target_std`` are floats (one for every
+    target) or float64 arrays (n_outputs,) in the target's units, one per target column.
     """
 
     task: str
     classes: np.ndarray | None = None
     target_ndim: int = 2
-    target_mean: float = 0.0
-    target_std: float = 1.0
+    target_mean: float | np.ndarray = 0.0
+    target_std: float | np.ndarray = 1.0
 
 
 class IntegerModel:
@@ -409,9 +410,17 @@ class IntegerModel:
     ) -> IntegerModel:
         """A copy that standardizes raw features itself (and un-standardizes targets).
 
-        ``feature_names`` (n_features,) replaces the model's names when given.
+        ``target_mean``, ``target_std`` (floats or arrays (n_outputs,)) say that this model's
+        predictions are standardized targets: the copy predicts
+        ``predictions * target_std + target_mean`` (composed with the model's own target
+        statistics, which the defaults keep). ``feature_names`` (n_features,) replaces the
+        model's names when given.
         """
-        head = replace(self.head, target_mean=float(target_mean), target_std=float(target_std))
+        head = replace(
+            self.head,
+            target_mean=_target_statistic(self.head.target_mean * target_std + target_mean),
+            target_std=_target_statistic(self.head.target_std * target_std),
+        )
         if feature_names is None:
             feature_names = self.feature_names
         return IntegerModel(
@@ -463,8 +472,8 @@ class IntegerModel:
             "task": self.head.task,
             "classes": None if self.head.classes is None else self.head.classes.tolist(),
             "target_ndim": self.head.target_ndim,
-            "target_mean": self.head.target_mean,
-            "target_std": self.head.target_std,
+            "target_mean": np.asarray(self.head.target_mean).tolist(),
+            "target_std": np.asarray(self.head.target_std).tolist(),
             "feature_names": None
             if self.feature_names is None
             else self.feature_names.astype(str).tolist(),
@@ -519,8 +528,8 @@ class IntegerModel:
             metadata["task"],
             None if classes is None else np.asarray(classes),
             metadata["target_ndim"],
-            float(metadata["target_mean"]),
-            float(metadata["target_std"]),
+            _target_statistic(metadata["target_mean"]),
+            _target_statistic(metadata["target_std"]),
         )
         model = cls(
             metadata["config"],
@@ -602,6 +611,13 @@ def _distinct_list(values, kinds) -> bool:
 _BITS = (lambda value: _is_int(value) and 1 <= value <= 64, "an integer from 1 to 64")
 _FLAG = (lambda value: isinstance(value, bool), "true or false")
 _NUMBER = (_is_number, "a number")
+_NUMBERS = (
+    lambda value: (
+        _is_number(value)
+        or (isinstance(value, list) and len(value) > 0 and all(_is_number(v) for v in value))
+    ),
+    "a number or a list of numbers",
+)
 _CONFIG_ENTRIES = {
     "n_w_bits": _BITS,
     "n_a_bits": _BITS,
@@ -622,8 +638,8 @@ _METADATA_ENTRIES = {
         "null or a list of distinct labels of one type",
     ),
     "target_ndim": (lambda value: _is_int(value) and value in (1, 2), "1 or 2"),
-    "target_mean": _NUMBER,
-    "target_std": _NUMBER,
+    "target_mean": _NUMBERS,
+    "target_std": _NUMBERS,
     "feature_names": (
         lambda value: value is None or _distinct_list(value, (str,)),
         "null or a list of distinct strings",
@@ -658,6 +674,12 @@ def _check_entries(section: dict, entries: dict) -> None:
             raise ValueError(
                 f"its entry {key!r} must be {description}, got {reprlib.repr(section[key])}"
             )
+
+
+def _target_statistic(value) -> float | np.ndarray:
+    """A target mean or standard deviation: a float, or a float64 array (n_outputs,)."""
+    value = np.asarray(value, dtype=np.float64)
+    return float(value) if value.ndim == 0 else value
 
 
 def _check_array(name, array, dtype, ndim=None, shape=None) -> None:

@@ -90,8 +90,12 @@ class ModelIO:
             if np.any(self.feature_std <= 0):
                 raise ValueError("feature_std must be positive")
         head = self.head
-        if not (np.isfinite(head.target_mean) and 0 < head.target_std < np.inf):
-            raise ValueError("target_mean must be finite and target_std positive and finite")
+        for name in ("target_mean", "target_std"):
+            value = np.asarray(getattr(head, name), dtype=np.float64)
+            if value.shape not in ((), scales.shape) or not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} must be finite, one number or one per output")
+        if not np.all(np.asarray(head.target_std) > 0):
+            raise ValueError("target_std must be positive")
         if head.task == "classification":
             if head.classes is None or len(head.classes) != len(scales):
                 raise ValueError("a classifier needs one class label per output")

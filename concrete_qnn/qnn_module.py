@@ -247,6 +247,35 @@ class SparseQuantNeuralNetwork(nn.Module):
         }
         return (_rebuild_network, (self.get_config(), state))
 
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """torch's ``load_state_dict``, after giving the network the saved one's structure.
+
+        A state dict saved while the pruning masks were attached (keys
+        ``fc{i}.parametrizations.weight.*``, as skorch's ``Checkpoint`` saves during ``fit``)
+        loads into a network without them, and the reverse; the hidden widths follow the
+        saved weights (a network saved after structured pruning is narrower). Loaded masks
+        are the pruning decision: none is chosen again.
+        """
+        masked = "fc0.parametrizations.weight.original" in state_dict
+        weight_key = "fc{}.parametrizations.weight.original" if masked else "fc{}.weight"
+        keys = [weight_key.format(i) for i in range(self.n_layers)]
+        if all(key in state_dict for key in keys):
+            shapes = [tuple(state_dict[key].shape) for key in keys]
+            widths = [shapes[0][1]] + [shape[0] for shape in shapes]
+            if masked != self.pruning_enabled or widths != self.layer_widths():
+                for fc in self.linear_layers() if self.pruning_enabled else []:
+                    parametrize.remove_parametrizations(fc, "weight", leave_parametrized=False)
+                self._resize(widths)
+                if masked:
+                    self.neurons_pruned = True  # the saved masks are loaded below
+                    self.enable_pruning()
+                full = int(self.input_dim * self.n_hidden_neurons_multiplier)
+                rows = (f"fc{i}.parametrizations.weight.0.row_keep" for i in range(self.n_layers))
+                self.neurons_pruned = any(width < full for width in widths[1:-1]) or any(
+                    bool((state_dict[key] == 0).any()) for key in rows if key in state_dict
+                )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map float inputs of shape (N, input_dim) to outputs of shape (N, n_outputs)."""

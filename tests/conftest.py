@@ -2,7 +2,9 @@
 
 import os
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import settings
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
@@ -17,3 +19,53 @@ def iris():
     """Standardized iris features (150, 4) and labels (150,)."""
     X, y = load_iris(return_X_y=True)
     return StandardScaler().fit_transform(X), y
+
+
+def _check_one_fitted_model(model, X):
+    """Assert that a fitted estimator answers for one pruned, certified, integer model.
+
+    The pruning masks are folded in; the certificate holds and is the network's own;
+    predictions come from the integer model; the integer model agrees with the torch
+    module in eval mode (outputs within one output quantization step, same labels).
+    """
+    module, integer = model.module_, model.integer_model_
+    assert not module.pruning_enabled
+    certificate = model.certificate_
+    assert certificate.holds and certificate.max_bits <= module.n_accum_bits
+    assert certificate.to_text() == module.accumulator_certificate().to_text()
+    np.testing.assert_array_equal(model.predict(X), integer.predict(X))
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            expected = module(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+    finally:
+        module.train(was_training)
+    outputs = integer.decision_outputs(X)
+    assert np.all(np.abs(outputs - expected) <= integer.scales[-1])
+    if integer.head.task == "classification":
+        assert np.mean(outputs.argmax(axis=1) == expected.argmax(axis=1)) >= 0.999
+
+
+@pytest.fixture(scope="session")
+def check_one_fitted_model():
+    """``check(model, X)``: the fitted estimator answers for one pruned, certified,
+    integer model (see ``_check_one_fitted_model``)."""
+    return _check_one_fitted_model
+
+
+def _assert_same_integer_model(first, second) -> bool:
+    """Assert that two fitted estimators hold bit-identical integer models."""
+    one, other = first.integer_model_, second.integer_model_
+    for name in ("weights", "biases", "scales", "tables", "table_offsets"):
+        assert len(getattr(one, name)) == len(getattr(other, name)), name
+        for a, b in zip(getattr(one, name), getattr(other, name), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert one.input_scale == other.input_scale
+    return True
+
+
+@pytest.fixture(scope="session")
+def same_integer_model():
+    """``same(first, second)``: assert bit-identical integer models; returns True."""
+    return _assert_same_integer_model
