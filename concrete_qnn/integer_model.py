@@ -23,7 +23,7 @@ import numpy as np
 
 from concrete_qnn.accumulator import code_range
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
-from concrete_qnn.model_io import ModelIO
+from concrete_qnn.model_io import ModelIO, target_statistic
 
 FORMAT_VERSION = 2
 # Rows per batch in predict: bounds peak memory (a 256-wide layer costs ~50 MB per batch).
@@ -418,8 +418,8 @@ class IntegerModel:
         """
         head = replace(
             self.head,
-            target_mean=_target_statistic(self.head.target_mean * target_std + target_mean),
-            target_std=_target_statistic(self.head.target_std * target_std),
+            target_mean=target_statistic(self.head.target_mean * target_std + target_mean),
+            target_std=target_statistic(self.head.target_std * target_std),
         )
         if feature_names is None:
             feature_names = self.feature_names
@@ -528,8 +528,8 @@ class IntegerModel:
             metadata["task"],
             None if classes is None else np.asarray(classes),
             metadata["target_ndim"],
-            _target_statistic(metadata["target_mean"]),
-            _target_statistic(metadata["target_std"]),
+            target_statistic(metadata["target_mean"]),
+            target_statistic(metadata["target_std"]),
         )
         model = cls(
             metadata["config"],
@@ -674,12 +674,6 @@ def _check_entries(section: dict, entries: dict) -> None:
             raise ValueError(
                 f"its entry {key!r} must be {description}, got {reprlib.repr(section[key])}"
             )
-
-
-def _target_statistic(value) -> float | np.ndarray:
-    """A target mean or standard deviation: a float, or a float64 array (n_outputs,)."""
-    value = np.asarray(value, dtype=np.float64)
-    return float(value) if value.ndim == 0 else value
 
 
 def _check_array(name, array, dtype, ndim=None, shape=None) -> None:

@@ -144,3 +144,10 @@ class ModelIO:
             return self.head.classes[outputs.argmax(axis=1)]
         outputs = outputs * self.head.target_std + self.head.target_mean
         return outputs.ravel() if self.head.target_ndim == 1 else outputs
+
+
+def target_statistic(value) -> float | np.ndarray:
+    """A target mean or standard deviation read from JSON: a float, or a float64 array
+    (n_outputs,) for one per output column."""
+    value = np.asarray(value, dtype=np.float64)
+    return float(value) if value.ndim == 0 else value

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from concrete_qnn.integer_model import OutputHead
-from concrete_qnn.model_io import ModelIO
+from concrete_qnn.model_io import ModelIO, target_statistic
 
 FORMAT_VERSION = 1
 CLIENT_FORMAT = "concrete-qnn fhe client"
@@ -202,8 +202,8 @@ def _io_to_json(io: ModelIO) -> dict:
             "task": head.task,
             "classes": None if head.classes is None else head.classes.tolist(),
             "target_ndim": head.target_ndim,
-            "target_mean": head.target_mean,
-            "target_std": head.target_std,
+            "target_mean": np.asarray(head.target_mean).tolist(),
+            "target_std": np.asarray(head.target_std).tolist(),
         },
         "feature_names": None
         if io.feature_names is None
@@ -218,8 +218,8 @@ def _io_from_json(metadata: dict) -> ModelIO:
         str(output["task"]),
         None if classes is None else np.asarray(classes),
         int(output["target_ndim"]),
-        float(output["target_mean"]),
-        float(output["target_std"]),
+        target_statistic(output["target_mean"]),
+        target_statistic(output["target_std"]),
     )
     mean, std = quantizer["feature_mean"], quantizer["feature_std"]
     return ModelIO(
