@@ -21,11 +21,14 @@ from skorch.dataset import ValidSplit
 from concrete_qnn import QNNClassifier, QNNRegressor
 
 EPOCHS = 6
+# Lookups read the whole accumulator here, so the returned integer model computes exactly
+# the network skorch scored during training (rounding is tested in test_rounding.py).
 SMALL = {
     "max_epochs": EPOCHS,
     "random_state": 0,
     "lr": 0.02,
     "module__n_hidden_neurons_multiplier": 2,
+    "rounding_threshold_bits": None,
 }
 
 
