@@ -13,6 +13,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from skorch.callbacks import EpochScoring
 
+import concrete_qnn.fhe
 import concrete_qnn.onnx_export
 from concrete_qnn import QNNClassifier, QNNRegressor, load
 
@@ -54,6 +55,14 @@ def snapshot(model, X):
     )
 
 
+def compiled_model(model, X, monkeypatch):
+    """The integer model ``compile`` hands to the FHE compiler (concrete not run)."""
+    monkeypatch.setattr(concrete_qnn.fhe, "FHECircuit", lambda integer, inputs: integer)
+    model.compile(X)
+    monkeypatch.undo()
+    return model.fhe_circuit_
+
+
 def exported_network(model, monkeypatch):
     """The network ``export_onnx`` hands to the exporter (the exporter itself not run)."""
     seen = []
@@ -79,6 +88,7 @@ def test_every_method_answers_for_one_model_after_set_params(
     assert model.certificate_.to_text() == fitted.certificate_.to_text()
     check_one_fitted_model(model, X)
     assert exported_network(model, monkeypatch) is model.module_
+    assert compiled_model(model, X[:20], monkeypatch) is model.integer_model_
     model.save(tmp_path / "model.npz")
     np.testing.assert_array_equal(load(tmp_path / "model.npz").predict_proba(X), expected)
     for duplicate in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
