@@ -12,7 +12,11 @@ encrypt + run + decrypt; ``--rows`` gives one count per dataset, ``0`` skips key
 execution), on fold 0's model. Every
 setting is checked: ``simulate`` against ``disable`` on fold 0's test rows and on 1,000
 corner rows, ``execute`` against ``disable`` on the executed rows; the disagreements are
-counted in the table.
+counted in the table. ``--prune`` and ``--rounding-threshold-bits`` measure a subset, e.g.
+to time a few settings again on an idle machine:
+
+    python -m benchmarks.fhe_cost --datasets breast_cancer --rows 5 --prune 0 0.75 \
+        --rounding-threshold-bits 5 4 --output /tmp/FHE_COST_idle.md
 """
 
 from __future__ import annotations
@@ -81,25 +85,26 @@ def fhe_cost(model, fold, n_rows: int) -> dict:
     }
 
 
-def measure(name: str, n_rows: int):
-    """Yield one table row per (pruned or not, rounding) setting on dataset ``name``."""
+def measure(name: str, n_rows: int, prune_fractions=(0.0, *PRUNE_FRACTIONS), rounding=ROUNDING):
+    """Yield one table row per (pruning fraction, rounding) setting on dataset ``name``;
+    fraction 0 is the fitted model itself."""
     data = folds(name)
-    models = {fraction: [] for fraction in ("-", *PRUNE_FRACTIONS)}
+    models = {fraction: [] for fraction in prune_fractions}
     for fold in data:
         model = QNNClassifier(random_state=0, rounding_threshold_bits=None)
         model.fit(fold.X_train, fold.y_train)
-        models["-"].append(model)
-        for fraction in PRUNE_FRACTIONS:
-            models[fraction].append(model.prune(fold.X_train, fold.y_train, fraction))
-    for pruned, fitted in models.items():
-        for bits in ROUNDING:
+        for fraction in prune_fractions:
+            pruned = model.prune(fold.X_train, fold.y_train, fraction) if fraction else model
+            models[fraction].append(pruned)
+    for fraction, fitted in models.items():
+        for bits in rounding:
             scores = [
                 model.set_params(rounding_threshold_bits=bits).score(fold.X_test, fold.y_test)
                 for model, fold in zip(fitted, data, strict=True)
             ]
             row = {
                 "dataset": name,
-                "pruned": pruned,
+                "pruned": fraction or "-",
                 "rounding_threshold_bits": bits,
                 "5-fold accuracy": round(float(np.mean(scores)), 4),
             }
@@ -140,6 +145,20 @@ def main(argv=None) -> None:
         default=[3, 0],
         help="encrypted rows timed per setting, one count per dataset (0: no keys)",
     )
+    parser.add_argument(
+        "--prune",
+        type=float,
+        nargs="+",
+        default=[0.0, *PRUNE_FRACTIONS],
+        help="pruning fractions to measure (0: the fitted model itself)",
+    )
+    parser.add_argument(
+        "--rounding-threshold-bits",
+        type=lambda text: None if text == "None" else int(text),
+        nargs="+",
+        default=list(ROUNDING),
+        help="settings of rounding_threshold_bits to measure (None or an integer)",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "FHE_COST.md")
     args = parser.parse_args(argv)
     if len(args.rows) != len(args.datasets):
@@ -150,7 +169,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     rows = []
     for name in args.datasets:
-        for row in measure(name, n_rows[name]):
+        for row in measure(name, n_rows[name], args.prune, args.rounding_threshold_bits):
             rows.append(row)
             print(row, flush=True)
             minutes = (time.perf_counter() - start) / 60
