@@ -22,6 +22,7 @@ to time a few settings again on an idle machine:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -112,7 +113,9 @@ def measure(name: str, n_rows: int, prune_fractions=(0.0, *PRUNE_FRACTIONS), rou
             yield row
 
 
-def report(rows: list[dict], command: str, n_rows: dict, minutes: float, done: bool) -> str:
+def report(
+    rows: list[dict], command: str, n_rows: dict, minutes: float, done: bool, note: str
+) -> str:
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
@@ -127,7 +130,9 @@ def report(rows: list[dict], command: str, n_rows: dict, minutes: float, done: b
         f"{_rows_text(n_rows)} of encrypt + run + decrypt; disagreements count `simulate` vs "
         f"`disable` on fold 0's test rows and {N_CORNER_ROWS} corner rows plus `execute` vs "
         f"`disable` on the executed rows. Machine: {torch.get_num_threads()} torch thread(s), "
-        f"CPU. {status}\n\n" + "\n".join(lines) + "\n"
+        f"CPU, load average {os.getloadavg()[0]:.1f} when this was written. {note}{status}\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
 
 
@@ -160,10 +165,12 @@ def main(argv=None) -> None:
         help="settings of rounding_threshold_bits to measure (None or an integer)",
     )
     parser.add_argument("--output", type=Path, default=HERE / "FHE_COST.md")
+    parser.add_argument("--note", default="", help="a sentence on the machine, for the header")
     args = parser.parse_args(argv)
     if len(args.rows) != len(args.datasets):
         parser.error(f"--rows needs one count per dataset ({len(args.datasets)}), got {args.rows}")
     n_rows = dict(zip(args.datasets, args.rows, strict=True))
+    note = args.note.strip() + " " if args.note.strip() else ""
     command = " ".join(["python -m benchmarks.fhe_cost", *(sys.argv[1:] if argv is None else argv)])
     warnings.filterwarnings("ignore", message="make_pruning_permanent repaired")
     start = time.perf_counter()
@@ -173,9 +180,9 @@ def main(argv=None) -> None:
             rows.append(row)
             print(row, flush=True)
             minutes = (time.perf_counter() - start) / 60
-            args.output.write_text(report(rows, command, n_rows, minutes, done=False))
+            args.output.write_text(report(rows, command, n_rows, minutes, False, note))
     minutes = (time.perf_counter() - start) / 60
-    args.output.write_text(report(rows, command, n_rows, minutes, done=True))
+    args.output.write_text(report(rows, command, n_rows, minutes, True, note))
     print(args.output.read_text())
 
 
