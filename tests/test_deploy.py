@@ -23,9 +23,10 @@ from sklearn.exceptions import NotFittedError
 
 from concrete_qnn import QNNClassifier, QNNRegressor
 from concrete_qnn.deploy import FHEClient, FHEServer, ServerError
-from concrete_qnn.deploy.artifacts import ClientArtifact, save_fhe
+from concrete_qnn.deploy import evaluation_keys as key_format
+from concrete_qnn.deploy.artifacts import CLIENT_FILES, ClientArtifact, _content_sha256, save_fhe
 from concrete_qnn.deploy.batch import run_on_dask
-from concrete_qnn.deploy.http_server import serve_in_subprocess
+from concrete_qnn.deploy.http_server import _zip, serve_in_subprocess
 
 ROWS = [0, 60, 120]
 
@@ -102,7 +103,7 @@ def test_artifacts_are_json_and_concrete_formats_only(deployed):
         "server/server.zip",
     ]
     metadata = json.loads((directory / "client" / "client.json").read_text())
-    assert metadata["format_version"] == 1
+    assert metadata["format_version"] == 2
     assert metadata["packages"]["concrete-python"] == fhe.__version__
     assert metadata["output"]["classes"] == [0, 1, 2]
     assert metadata["circuit"] == client.circuit
@@ -197,15 +198,22 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
         ValueError, match=r"client.json is missing \(pass save_fhe's DIRECTORY/client"
     ):
         FHEClient(copy)
+    with pytest.raises(ValueError, match="no such directory"):
+        FHEClient(copy / "missing")
     client_json = copy / "client" / "client.json"
     metadata = json.loads(client_json.read_text())
-    client_json.write_text(json.dumps({**metadata, "feature_names": list("abcd")}))
+
+    def rewrite(changed: dict) -> None:
+        """``client.json`` with ``changed`` content and a checksum that matches it."""
+        client_json.write_text(json.dumps({**changed, "sha256": _content_sha256(changed)}))
+
+    rewrite({**metadata, "feature_names": list("abcd")})
     with pytest.raises(ValueError, match=r"X has the columns \['a', 'b', 'd', 'c'\]"):
         FHEClient(copy / "client").encrypt(pd.DataFrame(np.zeros((1, 4)), columns=list("abdc")))
     cases = [
         (
-            {**metadata, "format_version": 2},
-            "has format version 2; this concrete-qnn reads version 1",
+            {**metadata, "format_version": 1},
+            "has format version 1; this concrete-qnn reads version 2",
         ),
         (
             {**metadata, "packages": {**metadata["packages"], "concrete-python": "2.0.0"}},
@@ -215,9 +223,23 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
         ({**metadata, "input": {**metadata["input"], "scale": -1.0}}, "input_scale must be"),
     ]
     for changed, message in cases:
-        client_json.write_text(json.dumps(changed))
+        rewrite(changed)
         with pytest.raises(ValueError, match=message):
             FHEClient(copy / "client")
+    # An edit that keeps valid JSON but not the checksum: the input scale, a class label,
+    # the fingerprint (which must not blame client.specs.json), a NaN.
+    edits = [
+        {**metadata, "input": {**metadata["input"], "scale": metadata["input"]["scale"] + 1}},
+        {**metadata, "output": {**metadata["output"], "classes": [0, 1, 7]}},
+        {**metadata, "circuit": "0" * 64},
+    ]
+    for edited in edits:
+        client_json.write_text(json.dumps(edited))
+        with pytest.raises(ValueError, match=r"client\.json is damaged or was edited"):
+            FHEClient(copy / "client")
+    client_json.write_text(json.dumps(metadata).replace('"sha256"', '"nan": NaN, "sha256"'))
+    with pytest.raises(ValueError, match=r"client\.json is damaged or was edited"):
+        FHEClient(copy / "client")
     client_json.write_text(json.dumps(metadata)[:-20])
     with pytest.raises(ValueError, match=r"client\.json is damaged"):
         FHEClient(copy / "client")
@@ -282,9 +304,13 @@ def test_http_server_round_trip_restart_and_refusals(iris, deployed, other_keys,
         refused(f"/run/{key_id}", b"\0" * (2 * 2**20), 413, "over the limit of 1048576 bytes")
         refused("/keys", b"not keys" * 100, 422, "these are not evaluation keys")
         good_request_succeeds()
-        # Keys of another model deserialize, then make concrete abort: the worker dies.
-        other_id = httpx.post(f"{url}/keys", content=other_keys.evaluation_keys()).json()
-        refused(f"/run/{other_id['key_id']}", ciphertext, 422, "do not fit this model's")
+        # Keys of another model are refused at upload, by their circuit's label.
+        refused("/keys", other_keys.evaluation_keys(), 422, "made for another model")
+        good_request_succeeds()
+        # Unlabelled keys with the right label forged: concrete aborts, the worker dies.
+        forged = key_format.wrap(client.circuit, _concrete_bytes(other_keys))
+        forged_id = httpx.post(f"{url}/keys", content=forged).json()
+        refused(f"/run/{forged_id['key_id']}", ciphertext, 422, "do not fit this model's")
         good_request_succeeds()
         with pytest.raises(ServerError, match="answered 422: the ciphertext is damaged"):
             client.run_remote(url, [ciphertext[:100]])
@@ -305,13 +331,55 @@ def test_http_server_round_trip_restart_and_refusals(iris, deployed, other_keys,
     assert not np.array_equal(guess, model.integer_model_.run(row.astype(np.float32))[0])
 
 
-def test_serve_refuses_a_directory_that_is_not_an_artifact(tmp_path, capsys):
+def test_serve_refuses_a_directory_that_is_not_an_artifact(deployed, tmp_path, capsys):
     from concrete_qnn.cli import main
 
+    _, directory, _ = deployed
     assert main(["serve", str(tmp_path / "missing")]) == 2
     assert "no such directory" in capsys.readouterr().err
     assert main(["serve", str(tmp_path)]) == 2
+    assert "no such directory" in capsys.readouterr().err  # tmp_path/server
+    (tmp_path / "server").mkdir()
+    assert main(["serve", str(tmp_path)]) == 2
     assert "is not an FHE server artifact: server.json is missing" in capsys.readouterr().err
+    assert main(["serve", str(directory / "server")]) == 2
+    assert f"pass the directory save_fhe wrote ({directory})" in capsys.readouterr().err
+
+
+def test_the_zip_served_at_get_client_is_a_client_artifact(deployed, tmp_path):
+    _, directory, client = deployed
+    archive = tmp_path / "client.zip"
+    archive.write_bytes(_zip(directory / "client", CLIENT_FILES))
+    from_zip = FHEClient(archive)
+    assert from_zip.circuit == client.circuit
+    np.testing.assert_array_equal(from_zip.io.output_scales, client.io.output_scales)
+    np.testing.assert_array_equal(
+        from_zip.io.quantize_input(np.eye(4)), client.io.quantize_input(np.eye(4))
+    )
+    (tmp_path / "not.zip").write_bytes(b"PK" + b"\0" * 100)
+    with pytest.raises(ValueError, match="neither a client artifact directory nor a zip"):
+        FHEClient(tmp_path / "not.zip")
+    with zipfile.ZipFile(tmp_path / "partial.zip", "w") as partial:
+        partial.writestr("client.json", (directory / "client" / "client.json").read_bytes())
+    with pytest.raises(ValueError, match="is not an FHE client artifact"):
+        FHEClient(tmp_path / "partial.zip")
+
+
+def test_keys_of_another_model_are_refused_in_process(deployed, other_keys, encrypted):
+    _, directory, client = deployed
+    ciphertexts, results = encrypted
+    with FHEServer(directory / "server") as server:
+        with pytest.raises(ValueError, match="made for another model"):
+            server.run(ciphertexts[0], other_keys.evaluation_keys())
+        with pytest.raises(ValueError, match="no concrete-qnn key header"):
+            server.run(ciphertexts[0], _concrete_bytes(client))
+        answer = server.run(ciphertexts[0], client.evaluation_keys())
+    np.testing.assert_array_equal(client.decrypt([answer]), client.decrypt(results[:1]))
+
+
+def _concrete_bytes(client: FHEClient) -> bytes:
+    """The client's evaluation keys as concrete serializes them, without our label."""
+    return client.evaluation_keys()[len(key_format.MAGIC) + 64 :]
 
 
 # ---------------------------------------------------------------------- Dask

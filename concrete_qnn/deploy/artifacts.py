@@ -1,6 +1,7 @@
 """The two deployment artifacts ``save_fhe`` writes: data only, checked on load.
 
-``DIRECTORY/client/`` (give it to data owners; public):
+``DIRECTORY/client/`` (give it to data owners; public; ``GET /client`` of the HTTP server
+serves it as a zip, which ``ClientArtifact.load`` reads as well):
 
 - ``client.json``: format version, package versions, the circuit's fingerprint, the input
   quantizer (scale, code range, standardization), the output head (last-layer scales,
@@ -15,10 +16,12 @@
 - ``server.zip``: concrete-python's ``Server.save()`` (the compiled circuit).
 
 The fingerprint is the SHA-256 of the client specs: a client, a server and evaluation keys
-belong together when their fingerprints agree. Nothing is unpickled on load; a file that is
-damaged, of another format version, or written with another concrete-python is refused with
-a ValueError. The format does not depend on how the circuit was configured: it stores the
-compiled circuit and the integer model's clear ends (``ModelIO``) only.
+belong together when their fingerprints agree. Each JSON file carries the SHA-256 of its own
+content (``"sha256"``, over the canonical JSON of its other entries), so an edited or
+damaged file is refused even when it is still valid JSON. Nothing is unpickled on load; a
+file that is damaged, of another format version, or written with another concrete-python is
+refused with a ValueError. The format does not depend on how the circuit was configured: it
+stores the compiled circuit and the integer model's clear ends (``ModelIO``) only.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,11 +41,13 @@ import numpy as np
 from concrete_qnn.integer_model import OutputHead
 from concrete_qnn.model_io import ModelIO, target_statistic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CLIENT_FORMAT = "concrete-qnn fhe client"
 SERVER_FORMAT = "concrete-qnn fhe server"
 CLIENT_FILES = ("client.json", "client.specs.json")
 SERVER_FILES = ("server.json", "server.zip")
+# Largest member read from a zipped client artifact (its files are a few kB).
+_MAX_MEMBER_BYTES = 16 * 2**20
 # The package whose version must match between the writer and the reader: keys, ciphertexts
 # and the compiled circuit are in its formats.
 _RUNTIME = "concrete-python"
@@ -132,17 +138,20 @@ class ClientArtifact:
 
     @classmethod
     def load(cls, directory) -> ClientArtifact:
-        """Read and check ``directory`` (``save_fhe``'s ``DIRECTORY/client``).
+        """Read and check ``directory``: ``save_fhe``'s ``DIRECTORY/client``, or the zip of
+        it that the HTTP server's ``GET /client`` answers.
 
         Raises
         ------
         ValueError
-            If a file is missing, unreadable or damaged, the format version differs, or
-            the artifact was written with another concrete-python.
+            If the directory or zip does not exist, a file is missing, unreadable or
+            damaged, the format version differs, or the artifact was written with another
+            concrete-python.
         """
         directory = Path(directory)
-        metadata = _read_header(directory, "client.json", CLIENT_FORMAT, "client")
-        specs = _read_bytes(directory / "client.specs.json")
+        files = _client_files(directory)
+        metadata = _check_header(directory / "client.json", files["client.json"], CLIENT_FORMAT)
+        specs = files["client.specs.json"]
         if fingerprint(specs) != metadata["circuit"]:
             raise ValueError(
                 f"{directory / 'client.specs.json'} is damaged: its SHA-256 does not match "
@@ -177,7 +186,9 @@ class ServerArtifact:
             the artifact was written with another concrete-python.
         """
         directory = Path(directory)
-        metadata = _read_header(directory, "server.json", SERVER_FORMAT, "server")
+        _require_directory(directory, "server.json", "server")
+        path = directory / "server.json"
+        metadata = _check_header(path, _read_bytes(path), SERVER_FORMAT)
         circuit_path = directory / "server.zip"
         if not circuit_path.is_file():
             raise ValueError(f"{circuit_path} is missing")
@@ -234,16 +245,43 @@ def _io_from_json(metadata: dict) -> ModelIO:
     )
 
 
-def _read_header(directory: Path, name: str, expected_format: str, role: str) -> dict:
-    """The JSON of ``directory / name``, with format, version and fingerprint checked."""
-    path = directory / name
-    if not path.is_file():
+def _require_directory(directory: Path, name: str, role: str) -> None:
+    if not directory.is_dir():
+        raise ValueError(f"no such directory: {directory}")
+    if not (directory / name).is_file():
         raise ValueError(
             f"{directory} is not an FHE {role} artifact: {name} is missing (pass save_fhe's "
             f"DIRECTORY/{role})"
         )
+
+
+def _client_files(path: Path) -> dict[str, bytes]:
+    """The client artifact's files, from its directory or from a zip of it."""
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is neither a client artifact directory nor a zip of one")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                files = {}
+                for name in CLIENT_FILES:
+                    info = archive.getinfo(name)
+                    if info.file_size > _MAX_MEMBER_BYTES:
+                        raise ValueError(f"{path}: {name} is over {_MAX_MEMBER_BYTES} bytes")
+                    files[name] = archive.read(info)
+                return files
+        except KeyError as error:
+            raise ValueError(f"{path} is not an FHE client artifact: {error}") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            raise ValueError(f"{path} is damaged: {error}") from None
+    _require_directory(path, "client.json", "client")
+    return {name: _read_bytes(path / name) for name in CLIENT_FILES}
+
+
+def _check_header(path: Path, content: bytes, expected_format: str) -> dict:
+    """The JSON ``content`` of ``path``, with its format, version, checksum, package
+    versions and fingerprint checked."""
     try:
-        metadata = json.loads(_read_bytes(path))
+        metadata = json.loads(content)
     except (UnicodeDecodeError, ValueError) as error:
         raise ValueError(f"{path} is damaged: {error}") from None
     if not isinstance(metadata, dict) or metadata.get("format") != expected_format:
@@ -253,6 +291,12 @@ def _read_header(directory: Path, name: str, expected_format: str, role: str) ->
             f"{path} has format version {metadata.get('format_version')!r}; this concrete-qnn "
             f"reads version {FORMAT_VERSION}"
         )
+    try:
+        intact = metadata.get("sha256") == _content_sha256(metadata)
+    except ValueError:  # NaN or infinity: never written by save_fhe
+        intact = False
+    if not intact:
+        raise ValueError(f"{path} is damaged or was edited: its content does not match its SHA-256")
     packages = metadata.get("packages")
     if not isinstance(packages, dict) or not isinstance(metadata.get("circuit"), str):
         raise ValueError(f"{path} is damaged: it lacks the package versions or the fingerprint")
@@ -273,7 +317,14 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    path.write_text(json.dumps({**data, "sha256": _content_sha256(data)}, indent=1) + "\n")
+
+
+def _content_sha256(metadata: dict) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``metadata`` without its ``"sha256"`` entry."""
+    content = {key: value for key, value in metadata.items() if key != "sha256"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _sha256_file(path: Path) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import check_array
 
+from concrete_qnn.deploy import evaluation_keys as key_format
 from concrete_qnn.deploy.artifacts import FORMAT_VERSION, ClientArtifact
 from concrete_qnn.fhe import _import_fhe
 
@@ -159,7 +160,9 @@ class FHEClient:
         self._evaluation_keys = None
 
     def evaluation_keys(self) -> bytes:
-        """The evaluation keys (no secret in them), serialized by concrete-python.
+        """The evaluation keys (no secret in them): concrete-python's serialization behind
+        a header with this circuit's fingerprint (``deploy.evaluation_keys``), so that a
+        server refuses them for another model.
 
         Raises
         ------
@@ -168,7 +171,8 @@ class FHEClient:
         """
         self._require_keys()
         if self._evaluation_keys is None:
-            self._evaluation_keys = self._client.evaluation_keys.serialize()
+            serialized = self._client.evaluation_keys.serialize()
+            self._evaluation_keys = key_format.wrap(self.circuit, serialized)
         return self._evaluation_keys
 
     def evaluation_key_id(self) -> str:

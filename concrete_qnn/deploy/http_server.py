@@ -8,14 +8,15 @@ serving):
 - ``POST /keys``: body = serialized evaluation keys; answers ``{"key_id": id}`` (201, or 200
   if already filed). The id is the keys' SHA-256, so a client can compute it itself. Keys are
   filed on disk as ``KEYS_DIR/<id>.bin`` and survive a restart. 413 over the size limit,
-  422 if the body is not evaluation keys;
+  422 if the body is not evaluation keys of this model (``FHEClient.evaluation_keys``);
 - ``GET /keys/{id}``: 200 ``{"key_id", "bytes"}`` if filed, else 404;
 - ``POST /run/{id}``: body = one ciphertext; answers the result ciphertext
   (``application/octet-stream``). 404 for an unknown id, 413 over the size limit, 422 for a
   damaged ciphertext or keys that do not fit this model's circuit.
 
-Computations run in worker processes (``deploy.worker``), so keys of another model, which
-make concrete abort, cost a 422 and a worker restart, not the server.
+Keys labelled for another model are refused at upload (``deploy.evaluation_keys``).
+Computations run in worker processes (``deploy.worker``), so keys that carry the right label
+but make concrete abort cost a 422 and a worker restart, not the server.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def create_app(
     from starlette.routing import Route
 
     directory = Path(directory)
+    if (directory / "server.json").is_file():
+        raise ValueError(
+            f"{directory} is the server part of an artifact: pass the directory save_fhe "
+            f"wrote ({directory.parent}), which holds server/ and client/"
+        )
     server_artifact = ServerArtifact.load(directory / "server")
     client_artifact = ClientArtifact.load(directory / "client")
     if client_artifact.circuit != server_artifact.circuit:

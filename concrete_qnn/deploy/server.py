@@ -5,14 +5,17 @@ circuit and its checksums, no key of any kind) with concrete-python's ``fhe.Serv
 never sees a secret key or a clear value.
 
 Concrete checks a ciphertext's shape, but not that evaluation keys were made for this
-circuit: keys of a circuit with other cryptographic parameters make it abort the process
-(measured with concrete-python 2.11). ``concrete-qnn serve`` therefore runs ``FHEServer`` in
-worker processes (``deploy.worker``); call ``run`` in your own process only with keys you
-trust to come from this model's client artifact.
+circuit: keys of a circuit with other cryptographic parameters make it abort the process or
+return a wrong result (measured with concrete-python 2.11). ``FHEClient.evaluation_keys``
+labels keys with their circuit's fingerprint and ``load_evaluation_keys`` refuses another
+circuit's (``deploy.evaluation_keys``); keys crafted to carry the right label can still make
+concrete abort, so ``concrete-qnn serve`` runs ``FHEServer`` in worker processes
+(``deploy.worker``).
 """
 
 from __future__ import annotations
 
+from concrete_qnn.deploy import evaluation_keys as key_format
 from concrete_qnn.deploy.artifacts import ServerArtifact, fingerprint
 from concrete_qnn.fhe import _import_fhe
 
@@ -53,10 +56,11 @@ class FHEServer:
         Raises
         ------
         ValueError
-            If ``evaluation_keys`` are not serialized evaluation keys.
+            If ``evaluation_keys`` are not ``FHEClient.evaluation_keys()`` of this model.
         """
+        serialized = key_format.unwrap(evaluation_keys, self.circuit)
         try:
-            return self._fhe.EvaluationKeys.deserialize(bytes(evaluation_keys))
+            return self._fhe.EvaluationKeys.deserialize(serialized)
         except RuntimeError as error:
             raise ValueError(f"these are not evaluation keys: {error}") from None
 
