@@ -183,6 +183,8 @@ def test_client_refusals(iris, deployed, encrypted):
     _, results = encrypted
     with pytest.raises(ValueError, match="ciphertext 0 is not a result of this model's circuit"):
         client.decrypt([results[0][:100]])
+    with pytest.raises(TypeError, match=r"one bytes object per row, got a single bytes"):
+        client.predict(results[0])
     assert len(client.encrypt(pd.DataFrame(X[:2], columns=list("abcd")))) == 2  # no names fitted
 
 

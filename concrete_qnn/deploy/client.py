@@ -218,9 +218,16 @@ class FHEClient:
             If no keys were generated or loaded.
         ValueError
             If a ciphertext is damaged or not a result of this model's circuit.
+        TypeError
+            If ``ciphertexts`` is one bytes object instead of a sequence of them.
         """
         fhe = _import_fhe()
         self._require_keys()
+        if isinstance(ciphertexts, (bytes, bytearray, memoryview, str)):
+            raise TypeError(
+                "ciphertexts must be a sequence with one bytes object per row, got a single "
+                f"{type(ciphertexts).__name__}: pass [ciphertext]"
+            )
         rows = []
         for index, ciphertext in enumerate(ciphertexts):
             try:
