@@ -25,7 +25,7 @@ from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.utils import to_tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from concrete_qnn.accumulator import lookup_bits_per_layer
 from concrete_qnn.callbacks import AccumulatorPruning, CosineLearningRate
@@ -474,13 +474,15 @@ class _QNNEstimatorMixin:
         Here the same sampler (``RandomSampler`` when ``shuffle``, drawing the same
         permutation from torch's RNG) is wrapped in a ``BatchSampler``, so each batch is
         one fancy index of ``X`` and ``y``: the same batches, in the same order, with the
-        same values. A custom ``iterator_*``, ``dataset``, ``sampler``, ``batch_sampler`` or
-        ``collate_fn`` gets skorch's iterator unchanged.
+        same values. ``ValidSplit``'s ``Subset`` parts are read the same way. A custom
+        ``iterator_*``, ``dataset``, ``sampler``, ``batch_sampler`` or ``collate_fn`` gets
+        skorch's iterator unchanged.
         """
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = self.get_params_for(prefix)
         custom = {"sampler", "batch_sampler", "collate_fn"} & kwargs.keys()
-        if getattr(self, prefix) is not DataLoader or type(dataset) is not Dataset or custom:
+        rows = dataset.dataset if type(dataset) is Subset else dataset  # Subset takes lists
+        if getattr(self, prefix) is not DataLoader or type(rows) is not Dataset or custom:
             return super().get_iterator(dataset, training=training)
         batch_size = kwargs.pop("batch_size", self.batch_size)
         if batch_size == -1:

@@ -5,7 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from skorch.dataset import Dataset
+from skorch.dataset import Dataset, ValidSplit
 from torch.utils.data import default_collate
 
 from concrete_qnn import QNNClassifier, SparseQuantNeuralNetwork
@@ -39,6 +39,17 @@ def test_batched_loading_trains_exactly_as_skorchs_row_by_row_loading(iris):
     for a, b in zip(_weights(batched), _weights(by_row), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(batched.predict(X), by_row.predict(X))
+
+
+def test_a_validation_split_is_read_in_batches_too(iris, monkeypatch):
+    calls = []
+    getitem = Dataset.__getitem__
+    monkeypatch.setattr(Dataset, "__getitem__", lambda self, i: calls.append(i) or getitem(self, i))
+    X, y = iris
+    QNNClassifier(train_split=ValidSplit(5, stratified=True), **FAST).fit(X, y)
+    # per epoch: 120 training rows in 4 batches of 30, 30 validation rows in 1 batch
+    assert [len(i) for i in calls[:5]] == [30, 30, 30, 30, 30]
+    assert len(calls) == 3 * 5
 
 
 def _prediction_peak(model, n_rows: int) -> int:
