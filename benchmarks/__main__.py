@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
-from benchmarks.protocol import DATASETS, evaluate_qnn, float_ceiling, folds
+from benchmarks.protocol import DATASETS, FloatMLP, evaluate_qnn, float_ceiling, folds
 from concrete_qnn import QNNClassifier, QNNRegressor
 from concrete_qnn.estimators import auto_batch_size
 
@@ -31,23 +31,6 @@ TARGETS = {
 }
 HERE = Path(__file__).resolve().parent
 THROUGHPUT_ROWS = 100_000
-
-
-class FloatMLP(torch.nn.Module):
-    """The float network of the same topology: Linear-ReLU blocks, no quantization."""
-
-    def __init__(self, input_dim, n_outputs, hidden, n_layers=3):
-        super().__init__()
-        widths = [input_dim] + [hidden] * (n_layers - 1) + [n_outputs]
-        layers = []
-        for i in range(n_layers):
-            layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
-            if i < n_layers - 1:
-                layers.append(torch.nn.ReLU())
-        self.layers = torch.nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.layers(x)
 
 
 def epoch_seconds(name: str) -> tuple[float, float]:

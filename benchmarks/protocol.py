@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from sklearn import datasets
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -31,6 +32,23 @@ DATASETS = {
     "synthetic": (_synthetic, "classification"),
     "diabetes": (lambda: datasets.load_diabetes(return_X_y=True), "regression"),
 }
+
+
+class FloatMLP(torch.nn.Module):
+    """The float network of the same topology: Linear-ReLU blocks, no quantization."""
+
+    def __init__(self, input_dim, n_outputs, hidden, n_layers=3):
+        super().__init__()
+        widths = [input_dim] + [hidden] * (n_layers - 1) + [n_outputs]
+        layers = []
+        for i in range(n_layers):
+            layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
+            if i < n_layers - 1:
+                layers.append(torch.nn.ReLU())
+        self.layers = torch.nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
 
 
 @dataclass

@@ -28,6 +28,9 @@ from concrete_qnn.model_io import ModelIO, target_statistic
 FORMAT_VERSION = 2
 # Rows per batch in predict: bounds peak memory (a 256-wide layer costs ~50 MB per batch).
 BATCH_ROWS = 16384
+# Bits a table lookup reads at most: a table has at most 2^16 entries per neuron (512 KiB of
+# int64), concrete-python's largest table lookup. A wider accumulator must be read rounded.
+MAX_LOOKUP_BITS = 16
 # float64 represents every integer below 2^53 exactly: BLAS products are exact below it.
 _FLOAT64_EXACT = 2**53
 # Accumulators (and the certificate's worst cases) are computed in int64: refuse weights whose
@@ -72,7 +75,7 @@ class IntegerModel:
         Real value of one accumulator unit per neuron (``s_w * s_x``).
     tables : list of int64 arrays (n_out_l, width_l), one per hidden layer
         ``tables[l][j, (A >> lsbs_to_remove[l]) - table_offsets[l][j]]`` is the next layer's
-        input code.
+        input code; ``width_l <= 2^MAX_LOOKUP_BITS`` (65,536).
     table_offsets : list of int64 arrays (n_out_l,)
         ``A >> lsbs_to_remove[l]`` of each table row's first entry.
     head : OutputHead
@@ -89,7 +92,8 @@ class IntegerModel:
     Raises
     ------
     ValueError
-        If a shape, dtype or code range is wrong, a ``lsbs_to_remove`` entry is outside
+        If a shape, dtype or code range is wrong, a table is wider than
+        ``2^MAX_LOOKUP_BITS``, a ``lsbs_to_remove`` entry is outside
         ``[0, bits)``, or the certificate recomputed from the weights exceeds
         ``n_accum_bits``.
     """
@@ -259,6 +263,11 @@ class IntegerModel:
             _check_array(f"table_offsets[{layer}]", offsets, np.int64, shape=(n_out,))
             if table.shape[0] != n_out:
                 raise ValueError(f"tables[{layer}] has {table.shape[0]} rows, expected {n_out}")
+            if table.shape[1] > 2**MAX_LOOKUP_BITS:
+                raise ValueError(
+                    f"tables[{layer}] has {table.shape[1]} entries per neuron, more than the "
+                    f"2^{MAX_LOOKUP_BITS} of a {MAX_LOOKUP_BITS}-bit lookup"
+                )
             if np.any(offsets > layer_certificate.lo >> shift) or np.any(
                 offsets + table.shape[1] - 1 < layer_certificate.hi >> shift
             ):
@@ -370,10 +379,11 @@ class IntegerModel:
         """Last-layer accumulators, int64 (n_samples, n_outputs), computed in batches.
 
         ``observe``, if given, receives per layer the (min, max) accumulator seen.
-        ``X`` is an array or a DataFrame (see ``_columns_by_name``).
+        ``X`` is an array or a DataFrame (see ``_columns_by_name``). Memory: the output
+        plus one batch of ``BATCH_ROWS`` rows through the network, whatever ``n_samples``.
         """
         X = np.asarray(self._columns_by_name(X))
-        outputs = []
+        outputs = np.empty((len(X), self.weights[-1].shape[0]), dtype=np.int64)
         for start in range(0, max(len(X), 1), BATCH_ROWS):
             codes = self.quantize_input(X[start : start + BATCH_ROWS])
             for layer in range(self.n_layers):
@@ -382,8 +392,8 @@ class IntegerModel:
                     observe[layer].append((accumulators.min(), accumulators.max()))
                 if layer < self.n_layers - 1:
                     codes = self.lookup(layer, accumulators)
-            outputs.append(accumulators)
-        return np.concatenate(outputs)
+            outputs[start : start + BATCH_ROWS] = accumulators
+        return outputs
 
     def decision_outputs(self, X) -> np.ndarray:
         """Real network outputs, float64 (n_samples, n_outputs)."""

@@ -27,7 +27,7 @@ from concrete_qnn.accumulator import (
     signed_range,
 )
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
-from concrete_qnn.integer_model import IntegerModel, OutputHead
+from concrete_qnn.integer_model import MAX_LOOKUP_BITS, IntegerModel, OutputHead
 
 MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
 
@@ -37,6 +37,8 @@ MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
 ACTIVATION_SCALE_PERCENTILE = 99.0
 
 # The configuration an integer model keeps.
+# Table entries computed at once in to_integer_model: bounds its temporaries (~64 MB).
+_TABLE_CHUNK_ENTRIES = 2**20
 _INTEGER_CONFIG = ("n_w_bits", "n_a_bits", "n_accum_bits", "quant_signed", "quant_narrow")
 
 # Codes of Brevitas' Int32Bias: biases are stored in accumulator units, saturated to 32 bits.
@@ -471,7 +473,9 @@ class SparseQuantNeuralNetwork(nn.Module):
         Raises
         ------
         ValueError
-            If pruning masks are still attached, or ``rounding_threshold_bits`` is invalid.
+            If pruning masks are still attached, ``rounding_threshold_bits`` is invalid, or
+            a table would read more than ``MAX_LOOKUP_BITS`` (16) bits of an accumulator
+            (checked before any table is allocated).
         """
         if self.pruning_enabled:
             raise ValueError("make_pruning_permanent() first: pruning masks are still attached")
@@ -486,17 +490,21 @@ class SparseQuantNeuralNetwork(nn.Module):
                 for i in range(self.n_layers - 1):
                     layer = certificate.layers[i]
                     shift = lsbs_to_remove(layer.bits.max(), lookup_bits[i])
-                    first, last = layer.lo >> shift, layer.hi >> shift
-                    buckets = first[:, None] + np.arange(int((last - first).max()) + 1)[None, :]
-                    # The centre of each bucket's accumulator values inside [lo, hi].
-                    bucket_low = np.maximum(buckets << shift, layer.lo[:, None])
-                    bucket_high = np.minimum(((buckets + 1) << shift) - 1, layer.hi[:, None])
-                    values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
-                    real = torch.as_tensor(values * codes[i][2][:, None], dtype=torch.float32)
-                    activated = getattr(self, f"act{i}")(real)
-                    next_scale = getattr(self, f"quant{i + 1}").act_quant.scale().cpu()
-                    next_codes = torch.round(activated / next_scale).double().numpy()
-                    tables.append(np.clip(next_codes, *self.input_code_range).astype(np.int64))
+                    read = int(layer.bits.max()) - shift
+                    if read > MAX_LOOKUP_BITS:
+                        raise ValueError(
+                            f"fc{i}'s table would read {read} bits of its accumulator (2^{read} "
+                            f"entries per neuron); tables read at most {MAX_LOOKUP_BITS} bits: "
+                            f"set rounding_threshold_bits to at most {MAX_LOOKUP_BITS}"
+                        )
+                    first = layer.lo >> shift
+                    width = int(((layer.hi >> shift) - first).max()) + 1
+                    rows = max(1, _TABLE_CHUNK_ENTRIES // width)  # bounds the temporaries
+                    chunks = [
+                        self._table_rows(i, shift, codes[i][2], layer, slice(start, start + rows))
+                        for start in range(0, len(first), rows)
+                    ]
+                    tables.append(np.concatenate(chunks))
                     offsets.append(first.astype(np.int64))
                     shifts.append(shift)
                 input_scale = float(self.quant0.act_quant.scale())
@@ -514,6 +522,23 @@ class SparseQuantNeuralNetwork(nn.Module):
             feature_names=feature_names,
             lsbs_to_remove=shifts,
         )
+
+    def _table_rows(self, i: int, shift: int, scale, layer, rows: slice) -> np.ndarray:
+        """Rows ``rows`` of hidden layer ``i``'s table, int64 (n_rows, width): the next
+        input code at the centre of each bucket's accumulator values inside the neuron's
+        certified ``[lo, hi]`` (``layer``, its ``LayerCertificate``). Call in eval mode,
+        under ``torch.no_grad()``."""
+        lo, hi = layer.lo[rows, None], layer.hi[rows, None]
+        width = int(((layer.hi >> shift) - (layer.lo >> shift)).max()) + 1
+        buckets = (lo >> shift) + np.arange(width)[None, :]
+        bucket_low = np.maximum(buckets << shift, lo)
+        bucket_high = np.minimum(((buckets + 1) << shift) - 1, hi)
+        values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
+        real = torch.as_tensor(values * scale[rows, None], dtype=torch.float32)
+        activated = getattr(self, f"act{i}")(real)
+        next_scale = getattr(self, f"quant{i + 1}").act_quant.scale().cpu()
+        next_codes = torch.round(activated / next_scale).double().numpy()
+        return np.clip(next_codes, *self.input_code_range).astype(np.int64)
 
     def accumulator_certificate(self) -> AccumulatorCertificate:
         """Per-layer worst-case accumulators over every input code (DESIGN.md section 3)."""

@@ -21,7 +21,7 @@ from skorch.callbacks import ProgressBar
 
 from concrete_qnn import QNNClassifier, QNNRegressor, SparseQuantNeuralNetwork
 from concrete_qnn.callbacks import AccumulatorPruning
-from concrete_qnn.estimators import auto_batch_size
+from concrete_qnn.estimators import auto_batch_size, auto_learning_rate_factor
 
 FAST = {"max_epochs": 15, "random_state": 0}
 
@@ -376,12 +376,43 @@ def test_learning_rate_follows_a_cosine_to_zero(fitted):
 def test_auto_batch_size_depends_on_the_data_and_leaves_the_parameter(fitted, iris):
     assert fitted.get_params()["batch_size"] == "auto"
     assert fitted.batch_size_ == 30  # 150 rows: about 5 steps an epoch
+    assert fitted.learning_rate_factor_ == 1.0
     assert [auto_batch_size(n) for n in (40, 142, 320, 1347)] == [16, 28, 64, 64]
     assert fitted.get_params_for("iterator_train")["batch_size"] == fitted.batch_size_
     X, y = iris
     sized = QNNClassifier(batch_size=50, **FAST).fit(X, y)
     assert sized.batch_size_ is None
     assert "batch_size" not in sized.get_params_for("iterator_train")  # skorch uses 50
+
+
+def test_auto_batch_size_and_learning_rate_are_unchanged_up_to_ten_thousand_rows():
+    for n_samples in range(1, 10_001):
+        batch_size = auto_batch_size(n_samples)
+        assert batch_size == min(64, max(16, n_samples // 5))  # the rule before large data
+        assert auto_learning_rate_factor(batch_size) == 1.0
+
+
+@pytest.mark.parametrize("n_samples", [10_001, 30_000, 100_000, 1_000_000, 10**7, 10**9])
+def test_auto_batch_size_bounds_the_steps_of_an_epoch_on_large_data(n_samples):
+    batch_size = auto_batch_size(n_samples)
+    steps = -(-n_samples // batch_size)
+    assert 50 <= steps <= 157
+    if n_samples >= 100_000:
+        assert steps == 50  # a fit of 60 epochs takes 3,000 steps however large the data
+    assert 1.0 <= auto_learning_rate_factor(batch_size) <= 32**0.5
+    assert auto_batch_size(n_samples + 1) >= batch_size  # never smaller for more rows
+
+
+def test_large_data_starts_the_cosine_schedule_at_the_scaled_learning_rate():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12_000, 2)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = QNNClassifier(max_epochs=2, random_state=0).fit(X, y)
+    assert model.batch_size_ == auto_batch_size(12_000) == 84
+    factor = auto_learning_rate_factor(84)
+    assert model.learning_rate_factor_ == factor == pytest.approx((84 / 64) ** 0.5)
+    assert model.history[:, "lr"] == pytest.approx([model.lr * factor, model.lr * factor / 2])
+    assert model.history[-1, "train_batch_count"] == 143
 
 
 def test_partial_fit_classes_announce_labels_without_changing_parameters(iris):
