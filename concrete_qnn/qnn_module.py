@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import numbers
 import warnings
@@ -26,7 +27,7 @@ from concrete_qnn.accumulator import (
     max_fan_in,
     signed_range,
 )
-from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
+from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
 from concrete_qnn.integer_model import IntegerModel, OutputHead
 
 MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
@@ -352,7 +353,8 @@ class SparseQuantNeuralNetwork(nn.Module):
         Pruning is enabled first if it was not. Afterwards the ``fc{i}`` layers are plain
         Brevitas layers again (their ``state_dict`` loads into a module of the same
         widths), structurally pruned hidden neurons are removed, and every neuron is
-        checked against ``n_accum_bits``. A neuron still over the bound is repaired by
+        checked against ``n_accum_bits``, layer by layer over the codes its inputs reach
+        (``accumulator_certificate``). A neuron still over the bound is repaired by
         dropping its smallest weights (never needed under the fan-in cap) and clamping
         its bias; ``pruning_repairs`` counts both and a warning reports them.
 
@@ -368,14 +370,15 @@ class SparseQuantNeuralNetwork(nn.Module):
             parametrize.remove_parametrizations(fc, "weight", leave_parametrized=True)
         for i in range(self.n_layers - 1):
             self._remove_neurons(i, keep[i])
-        self.pruning_repairs = self._repair_overflows()
+        repairs = {"weights_dropped": 0, "biases_clamped": 0}
+        certificate = self._certify([None] * (self.n_layers - 1), repairs)[0]
+        self.pruning_repairs = repairs
         if any(self.pruning_repairs.values()):
             warnings.warn(
                 "make_pruning_permanent repaired accumulators over "
                 f"n_accum_bits={self.n_accum_bits}: {self.pruning_repairs}",
                 stacklevel=2,
             )
-        certificate = self.accumulator_certificate()
         if not certificate.holds:  # pragma: no cover - the repair makes this unreachable
             raise RuntimeError(f"accumulator certificate violated after repair:\n{certificate}")
         return certificate
@@ -396,33 +399,43 @@ class SparseQuantNeuralNetwork(nn.Module):
         setattr(self, f"fc{layer}", new_fc.to(device))
         setattr(self, f"fc{layer + 1}", new_next.to(device))
 
-    def _repair_overflows(self) -> dict[str, int]:
-        """Drop smallest weights, then clamp biases, until every neuron fits."""
+    def _repair_layer(self, layer: int, reach: tuple, repairs: dict[str, int]) -> None:
+        """Drop smallest weights, then clamp biases, until every neuron of ``layer`` fits
+        ``n_accum_bits`` over the input codes ``reach``; ``repairs`` counts both."""
         accum_low, accum_high = signed_range(self.n_accum_bits)
-        dropped = clamped = 0
-        for i, fc in enumerate(self.linear_layers()):
-            while True:
-                weights, bias, bias_scale = self._layer_codes(i)
-                low, high = accumulator_bounds(weights, np.zeros_like(bias), self.input_code_range)
-                over = np.flatnonzero((low < accum_low) | (high > accum_high))
-                if over.size == 0:
-                    break
-                with torch.no_grad():
-                    for row in over:
-                        magnitudes = fc.weight[row].abs().masked_fill(fc.weight[row] == 0, np.inf)
-                        fc.weight[row, int(magnitudes.argmin())] = 0.0
-                dropped += over.size
-            fitted = np.clip(bias, accum_low - low, accum_high - high)
-            rows = np.flatnonzero(fitted != bias)
-            if rows.size:
-                with torch.no_grad():
-                    fc.bias[rows] = torch.as_tensor(
-                        fitted[rows] * bias_scale[rows], dtype=fc.bias.dtype, device=fc.bias.device
-                    )
-                clamped += rows.size
-        return {"weights_dropped": int(dropped), "biases_clamped": int(clamped)}
+        fc = getattr(self, f"fc{layer}")
+        while True:
+            weights, bias, bias_scale = self._layer_codes(layer)
+            low, high = accumulator_bounds(weights, np.zeros_like(bias), reach)
+            over = np.flatnonzero((low < accum_low) | (high > accum_high))
+            if over.size == 0:
+                break
+            with torch.no_grad():
+                for row in over:
+                    magnitudes = fc.weight[row].abs().masked_fill(fc.weight[row] == 0, np.inf)
+                    fc.weight[row, int(magnitudes.argmin())] = 0.0
+            repairs["weights_dropped"] += int(over.size)
+        fitted = np.clip(bias, accum_low - low, accum_high - high)
+        rows = np.flatnonzero(fitted != bias)
+        if rows.size:
+            with torch.no_grad():
+                fc.bias[rows] = torch.as_tensor(
+                    fitted[rows] * bias_scale[rows], dtype=fc.bias.dtype, device=fc.bias.device
+                )
+            repairs["biases_clamped"] += int(rows.size)
 
     # ------------------------------------------------------------------ certificate
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """Eval mode without gradients inside the block; the training flag is restored."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
     def _layer_codes(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Integer codes of layer ``layer`` as the eval-mode forward uses them.
 
@@ -434,16 +447,11 @@ class SparseQuantNeuralNetwork(nn.Module):
         bias_scale : float64 array (n_out,), ``s_w * s_x``: real value of one accumulator unit
         """
         fc, quant = getattr(self, f"fc{layer}"), getattr(self, f"quant{layer}")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                quant_weight = fc.quant_weight()
-                scale = (quant_weight.scale * quant.act_quant.scale()).reshape(-1)
-                scale = scale.expand(fc.out_features)
-                bias = torch.round(fc.bias / scale)
-        finally:
-            self.train(was_training)
+        with self._eval_mode():
+            quant_weight = fc.quant_weight()
+            scale = (quant_weight.scale * quant.act_quant.scale()).reshape(-1)
+            scale = scale.expand(fc.out_features)
+            bias = torch.round(fc.bias / scale)
         return (
             quant_weight.int().cpu().numpy().astype(np.int64),
             np.clip(bias.cpu().double().numpy(), *BIAS_CODE_RANGE).astype(np.int64),
@@ -476,54 +484,93 @@ class SparseQuantNeuralNetwork(nn.Module):
         if self.pruning_enabled:
             raise ValueError("make_pruning_permanent() first: pruning masks are still attached")
         lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
-        codes = [self._layer_codes(i) for i in range(self.n_layers)]
-        certificate = self.accumulator_certificate()
-        tables, offsets, shifts = [], [], []
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for i in range(self.n_layers - 1):
-                    layer = certificate.layers[i]
-                    shift = lsbs_to_remove(layer.bits.max(), lookup_bits[i])
-                    first, last = layer.lo >> shift, layer.hi >> shift
-                    buckets = first[:, None] + np.arange(int((last - first).max()) + 1)[None, :]
-                    # The centre of each bucket's accumulator values inside [lo, hi].
-                    bucket_low = np.maximum(buckets << shift, layer.lo[:, None])
-                    bucket_high = np.minimum(((buckets + 1) << shift) - 1, layer.hi[:, None])
-                    values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
-                    real = torch.as_tensor(values * codes[i][2][:, None], dtype=torch.float32)
-                    activated = getattr(self, f"act{i}")(real)
-                    next_scale = getattr(self, f"quant{i + 1}").act_quant.scale().cpu()
-                    next_codes = torch.round(activated / next_scale).double().numpy()
-                    tables.append(np.clip(next_codes, *self.input_code_range).astype(np.int64))
-                    offsets.append(first.astype(np.int64))
-                    shifts.append(shift)
-                input_scale = float(self.quant0.act_quant.scale())
-        finally:
-            self.train(was_training)
+        _, codes, lookups = self._certify(lookup_bits)
+        with self._eval_mode():
+            input_scale = float(self.quant0.act_quant.scale())
         return IntegerModel(
             config={name: getattr(self, name) for name in _INTEGER_CONFIG},
             input_scale=input_scale,
             weights=[weight for weight, _, _ in codes],
             biases=[bias for _, bias, _ in codes],
             scales=[scale for _, _, scale in codes],
-            tables=tables,
-            table_offsets=offsets,
+            tables=[table for table, _, _ in lookups],
+            table_offsets=[offsets for _, offsets, _ in lookups],
             head=head,
             feature_names=feature_names,
-            lsbs_to_remove=shifts,
+            lsbs_to_remove=[shift for _, _, shift in lookups],
         )
 
-    def accumulator_certificate(self) -> AccumulatorCertificate:
-        """Per-layer worst-case accumulators over every input code (DESIGN.md section 3)."""
-        layers = []
-        for i in range(self.n_layers):
-            weights, bias, _ = self._layer_codes(i)
-            layers.append(
-                LayerCertificate.from_codes(f"fc{i}", weights, bias, self.input_code_range)
+    def accumulator_certificate(self, rounding_threshold_bits=None) -> AccumulatorCertificate:
+        """Per-layer worst-case accumulators over every reachable input code (DESIGN.md 3).
+
+        Layer 0's inputs reach the input quantizer's codes; each later layer's inputs reach
+        the smallest and largest entry of the previous layer's table over that neuron's
+        certified interval (after ReLU never a negative code). The tables are those of
+        ``to_integer_model(head, rounding_threshold_bits=rounding_threshold_bits)``, so this
+        is that integer model's certificate without its ``lookup_bits``.
+
+        Raises
+        ------
+        ValueError
+            If ``rounding_threshold_bits`` is invalid (see ``to_integer_model``).
+        """
+        lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
+        return self._certify(lookup_bits)[0]
+
+    def _certify(self, lookup_bits: list, repairs: dict | None = None) -> tuple:
+        """Certificate, layer codes and tables, computed layer by layer.
+
+        With ``repairs`` (a dict of counts), each layer is first repaired to fit
+        ``n_accum_bits`` over the codes its inputs reach (``_repair_layer``).
+
+        Returns
+        -------
+        certificate : AccumulatorCertificate
+        codes : list of ``_layer_codes`` triples, one per layer
+        lookups : list of (table, offsets, shift), one per hidden layer
+        """
+        codes, lookups = [], []
+
+        def layer_codes(layer, reach):
+            if repairs is not None:
+                self._repair_layer(layer, reach, repairs)
+            codes.append(self._layer_codes(layer))
+            return codes[-1][:2]
+
+        def tabulate(layer, certified):
+            lookups.append(self._table(layer, certified, codes[layer][2], lookup_bits[layer]))
+            return lookups[-1]
+
+        with self._eval_mode():
+            certificate = certify_network(
+                self.n_layers, layer_codes, self.input_code_range, self.n_accum_bits, tabulate
             )
-        return AccumulatorCertificate(tuple(layers), self.n_accum_bits)
+        return certificate, codes, lookups
+
+    def _table(
+        self, layer: int, layer_certificate: LayerCertificate, scale: np.ndarray, lookup_bits
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The lookup after hidden layer ``layer``: table, offsets, shift (call in eval mode).
+
+        ``shift = lsbs_to_remove(bits, lookup_bits)``; row ``j`` holds, for each bucket
+        ``floor(A / 2^shift)`` of the neuron's certified interval, the next input code of
+        the centre of the bucket's accumulator values inside the interval (see
+        ``to_integer_model``), in float32 as the torch forward evaluates it.
+        """
+        lo, hi = layer_certificate.lo, layer_certificate.hi
+        shift = lsbs_to_remove(layer_certificate.bits.max(), lookup_bits)
+        first, last = lo >> shift, hi >> shift
+        buckets = first[:, None] + np.arange(int((last - first).max()) + 1)[None, :]
+        # The centre of each bucket's accumulator values inside [lo, hi].
+        bucket_low = np.maximum(buckets << shift, lo[:, None])
+        bucket_high = np.minimum(((buckets + 1) << shift) - 1, hi[:, None])
+        values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
+        real = torch.as_tensor(values * scale[:, None], dtype=torch.float32)
+        activated = getattr(self, f"act{layer}")(real)
+        next_scale = getattr(self, f"quant{layer + 1}").act_quant.scale().cpu()
+        next_codes = torch.round(activated / next_scale).double().numpy()
+        table = np.clip(next_codes, *self.input_code_range).astype(np.int64)
+        return table, first.astype(np.int64), shift
 
 
 def _rebuild_network(config: dict, state: dict) -> SparseQuantNeuralNetwork:

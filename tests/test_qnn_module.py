@@ -306,18 +306,53 @@ def test_structured_pruning_rounds_the_count_down_and_keeps_a_neuron():
 
 # ---------------------------------------------------------------------- certificate
 def assert_certificate_matches_enumeration(net, certificate):
-    """lo/hi of every neuron equal the extremes over all input code vectors."""
+    """Each input's reachable codes are Brevitas' own, and lo/hi of every neuron equal the
+    extremes over all input code vectors inside them.
+
+    Layer 0's inputs reach the input quantizer's codes; a later layer's input ``j`` reaches
+    the codes that Brevitas' next quantizer gives to ``act(unit_j * A)`` for every ``A`` in
+    neuron ``j``'s certified interval. Every hidden code the network computes, on every
+    input code vector, lies in those ranges.
+    """
+    net.eval()
+    reach = None
     for layer, layer_certificate in enumerate(certificate.layers):
-        weights, bias, (xmin, xmax), _ = brevitas_layer_codes(net, layer)
+        weights, bias, (xmin, xmax), unit = brevitas_layer_codes(net, layer)
         weights, bias = np.array(weights), np.array(bias)
-        all_inputs = np.array(
-            list(itertools.product(range(xmin, xmax + 1), repeat=weights.shape[1]))
-        )
+        if reach is None:
+            reach = [(xmin, xmax)] * weights.shape[1]
+            first_inputs = np.array(
+                list(itertools.product(range(xmin, xmax + 1), repeat=weights.shape[1]))
+            )
+            scale = float(net.quant0.act_quant.scale())
+            with torch.no_grad():
+                codes = net.quant0(torch.as_tensor(first_inputs * scale, dtype=torch.float32))
+            np.testing.assert_array_equal(codes.int().numpy(), first_inputs)
+            hidden = torch.as_tensor(first_inputs * scale, dtype=torch.float32)
+        np.testing.assert_array_equal(layer_certificate.input_low, [low for low, _ in reach])
+        np.testing.assert_array_equal(layer_certificate.input_high, [high for _, high in reach])
+        all_inputs = np.array(list(itertools.product(*(range(lo, hi + 1) for lo, hi in reach))))
         sums = all_inputs @ weights.T + bias
         np.testing.assert_array_equal(layer_certificate.lo, sums.min(axis=0))
         np.testing.assert_array_equal(layer_certificate.hi, sums.max(axis=0))
         np.testing.assert_array_equal(layer_certificate.fan_in, (weights != 0).sum(axis=1))
-        assert layer_certificate.input_range == (xmin, xmax)
+        with torch.no_grad():
+            quant = getattr(net, f"quant{layer}")
+            hidden_codes = quant(hidden).int().numpy()
+        assert np.all(hidden_codes >= layer_certificate.input_low)
+        assert np.all(hidden_codes <= layer_certificate.input_high)
+        if layer < net.n_layers - 1:
+            with torch.no_grad():
+                hidden = getattr(net, f"act{layer}")(getattr(net, f"fc{layer}")(quant(hidden)))
+                next_quant = getattr(net, f"quant{layer + 1}")
+                reach = []
+                for j in range(weights.shape[0]):
+                    values = torch.arange(
+                        int(layer_certificate.lo[j]), int(layer_certificate.hi[j]) + 1
+                    ).double()
+                    real = getattr(net, f"act{layer}")((values * unit[j]).float())
+                    reached = next_quant(real[:, None]).int().numpy()
+                    reach.append((int(reached.min()), int(reached.max())))
 
 
 @pytest.mark.parametrize(
