@@ -44,30 +44,102 @@ _INTEGER_CONFIG = ("n_w_bits", "n_a_bits", "n_accum_bits", "quant_signed", "quan
 BIAS_CODE_RANGE = code_range(32, signed=True, narrow=False)
 
 
-class FanInMask(nn.Module):
-    """Weight parametrization: structured masks, then the top-``max_fan_in`` weights per row.
+class NeuronMask(nn.Module):
+    """Weight parametrization: structured masks, then a per-neuron selection of weights.
 
     Structurally pruned rows (this layer's neurons) and columns (the previous layer's
-    pruned neurons) are hard zeros. The top-k selection is re-chosen at every forward
-    pass from the dense weights and uses a straight-through gradient, so a pruned weight
-    keeps learning and comes back when it outgrows a kept one.
+    pruned neurons) are hard zeros. The selection (``keep``, defined by each rule) is
+    re-chosen at every forward pass from the dense weights and uses a straight-through
+    gradient, so a dropped weight keeps learning and comes back when it outgrows a kept one.
 
     Buffers ``row_keep`` (n_out,) and ``col_keep`` (n_in,) hold 1.0 for kept units.
     """
 
-    def __init__(self, n_out: int, n_in: int, max_fan_in: int):
+    def __init__(self, n_out: int, n_in: int):
         super().__init__()
-        self.max_fan_in = max_fan_in
         self.register_buffer("row_keep", torch.ones(n_out))
         self.register_buffer("col_keep", torch.ones(n_in))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         weight = weight * self.row_keep[:, None] * self.col_keep[None, :]
-        if self.max_fan_in >= weight.shape[1]:
+        keep = self.keep(weight.detach())
+        if keep is None:
             return weight
+        return weight + (weight * keep - weight).detach()
+
+    def keep(self, weight: torch.Tensor) -> torch.Tensor | None:
+        """1.0 for each weight kept, float (n_out, n_in); None keeps every weight."""
+        raise NotImplementedError
+
+
+class FanInMask(NeuronMask):
+    """The fan-in rule: the top-``max_fan_in`` weights by magnitude in each row."""
+
+    def __init__(self, n_out: int, n_in: int, max_fan_in: int):
+        super().__init__(n_out, n_in)
+        self.max_fan_in = max_fan_in
+
+    def keep(self, weight: torch.Tensor) -> torch.Tensor | None:
+        if self.max_fan_in >= weight.shape[1]:
+            return None
         kept = weight.abs().topk(self.max_fan_in, dim=1).indices
-        mask = torch.zeros_like(weight).scatter_(1, kept, 1.0)
-        return weight + (weight * mask - weight).detach()
+        return torch.zeros_like(weight).scatter_(1, kept, 1.0)
+
+
+class L1BudgetMask(NeuronMask):
+    """The L1-budget rule: per row, the largest weights whose codes fit the accumulator.
+
+    A neuron's accumulator stays in ``[accum_low, accum_high]`` for every reachable input
+    when ``B + sum_i max(c_i * xmin_i, c_i * xmax_i) <= accum_high`` and likewise below
+    (``DESIGN.md`` section 3): a budget on the weight codes ``c_i`` weighted by each input's
+    reachable codes, a per-neuron L1 norm bound as in A2Q (Colbert et al. 2023, "A2Q:
+    Accumulator-Aware Quantization with Guaranteed Overflow Avoidance"). Here it is met by
+    selection rather than by A2Q's weight normalization: the weights are taken largest first
+    (by magnitude), as long as the running interval fits, so many small codes fit where few
+    large ones would. The largest weight is always kept (it sets the scale).
+
+    Codes are computed as Brevitas' per-channel max-abs weight quantizer computes them:
+    ``clip(round(w / s), wmin, wmax)`` with ``s = max|w_row| / max(-wmin, wmax)``. The bias,
+    ``bias_units`` (bias / input scale, float (n_out,), set by the network before each
+    forward) over the weight scale, counts against the budget. The selection is a training
+    device: ``make_pruning_permanent`` certifies the result exactly and repairs what a
+    rounding tie let through.
+
+    Parameters
+    ----------
+    n_out, n_in : int
+    weight_range : (int, int), the weight codes ``(wmin, wmax)``
+    input_low, input_high : float arrays (n_in,), the codes each input reaches in training
+    accum_range : (int, int), the signed ``n_accum_bits`` range
+    """
+
+    def __init__(self, n_out, n_in, weight_range, input_low, input_high, accum_range):
+        super().__init__(n_out, n_in)
+        self.weight_low, self.weight_high = (float(end) for end in weight_range)
+        self.accum_low, self.accum_high = (float(end) for end in accum_range)
+        self.register_buffer("input_low", torch.as_tensor(input_low).float(), persistent=False)
+        self.register_buffer("input_high", torch.as_tensor(input_high).float(), persistent=False)
+        self.bias_units = None
+
+    def keep(self, weight: torch.Tensor) -> torch.Tensor:
+        largest = max(-self.weight_low, self.weight_high)
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-30) / largest
+        codes = torch.round(weight / scale).clamp(self.weight_low, self.weight_high)
+        at_low, at_high = codes * self.input_low, codes * self.input_high
+        bias = torch.zeros(weight.shape[0], device=weight.device)
+        if self.bias_units is not None:
+            bias = torch.round(self.bias_units.to(weight) / scale[:, 0])
+        order = weight.abs().argsort(dim=1, descending=True)
+        high = torch.maximum(at_low, at_high).gather(1, order).cumsum(1) + bias[:, None]
+        low = torch.minimum(at_low, at_high).gather(1, order).cumsum(1) + bias[:, None]
+        fits = (high <= self.accum_high) & (low >= self.accum_low)
+        fits[:, 0] = True
+        fits = fits.int().cummin(dim=1).values.to(weight.dtype)
+        return torch.zeros_like(weight).scatter_(1, order, fits)
+
+
+# Rules that keep each neuron's accumulator within n_accum_bits during training.
+ACCUMULATOR_RULES = ("fan_in", "l1_budget")
 
 
 class SparseQuantNeuralNetwork(nn.Module):
@@ -102,12 +174,21 @@ class SparseQuantNeuralNetwork(nn.Module):
         Narrow-range codes for weights and activations (drop the extreme code).
     quant_signed : bool
         Signed activation codes.
+    accumulator_rule : {"fan_in", "l1_budget"}
+        How training keeps each neuron within ``n_accum_bits``. ``"fan_in"``: at most
+        ``max_active_neurons()`` non-zero weights per neuron (``FanInMask``), every weight and
+        input at its extreme. ``"l1_budget"``: the largest weights whose codes, weighted by
+        the codes each input reaches (hidden inputs after a non-negative activation such as
+        ReLU are never negative), fit with the bias (``L1BudgetMask``; A2Q's per-neuron L1
+        bound, Colbert et al. 2023), so many small weights fit where few large ones do.
+        Either way ``make_pruning_permanent`` certifies the result exactly.
 
     Raises
     ------
     ValueError
         If a parameter is outside its allowed range, a quantizer has no usable code, or
-        not even one weight fits the accumulator (``max_active_neurons() == 0``).
+        not even one weight fits the accumulator (``"fan_in"``: ``max_active_neurons() ==
+        0``; ``"l1_budget"``: a weight code of 1 times the largest input code does not fit).
     """
 
     def __init__(
@@ -123,6 +204,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         activation_function=nn.ReLU,
         quant_narrow=False,
         quant_signed=True,
+        accumulator_rule="fan_in",
     ):
         super().__init__()
         self.input_dim = _positive_int("input_dim", input_dim)
@@ -136,6 +218,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         self.activation_function = activation_function
         self.quant_narrow = bool(quant_narrow)
         self.quant_signed = bool(quant_signed)
+        self.accumulator_rule = accumulator_rule
         self._validate()
 
         hidden = int(self.input_dim * self.n_hidden_neurons_multiplier)
@@ -192,7 +275,19 @@ class SparseQuantNeuralNetwork(nn.Module):
                 f"{list(self.input_code_range)}, which have no positive code; use n_a_bits >= 2 "
                 "(or unsigned, not narrow, 1-bit activations)"
             )
-        self._fan_in_cap()
+        if self.accumulator_rule not in ACCUMULATOR_RULES:
+            raise ValueError(
+                f"accumulator_rule must be one of {', '.join(map(repr, ACCUMULATOR_RULES))}, "
+                f"got {self.accumulator_rule!r}"
+            )
+        if self.accumulator_rule == "fan_in":
+            self._fan_in_cap()
+        elif max(abs(code) for code in self.input_code_range) > signed_range(self.n_accum_bits)[1]:
+            raise ValueError(
+                f"n_accum_bits={self.n_accum_bits} is too small for n_a_bits={self.n_a_bits}: "
+                "not even a weight code of 1 times the largest input code fits; raise "
+                "n_accum_bits or lower the bit-widths"
+            )
 
     def _make_linear(self, n_in: int, n_out: int) -> qnn.QuantLinear:
         return qnn.QuantLinear(
@@ -285,8 +380,12 @@ class SparseQuantNeuralNetwork(nn.Module):
                 f"expected input of shape (N, {self.input_dim}) with {self.input_dim} "
                 f"features, got shape {tuple(x.shape)} with {x.shape[-1]} features"
             )
+        budgets = self.accumulator_rule == "l1_budget" and self.pruning_enabled
         for i in range(self.n_layers):
-            x = getattr(self, f"fc{i}")(getattr(self, f"quant{i}")(x))
+            x, fc = getattr(self, f"quant{i}")(x), getattr(self, f"fc{i}")
+            if budgets:  # the bias counts against the budget, in units of the input scale
+                fc.parametrizations.weight[0].bias_units = (fc.bias / x.scale).detach()
+            x = fc(x)
             if i < self.n_layers - 1:
                 x = getattr(self, f"act{i}")(x)
         return x
@@ -324,18 +423,19 @@ class SparseQuantNeuralNetwork(nn.Module):
         return parametrize.is_parametrized(self.fc0, "weight")
 
     def enable_pruning(self) -> None:
-        """Attach the fan-in masks; with ``n_prune_neurons_percentage``, prune neurons.
+        """Attach the masks of ``accumulator_rule``; with ``n_prune_neurons_percentage``,
+        prune neurons.
 
-        Every neuron then keeps at most ``max_active_neurons()`` non-zero weights, its
-        largest by magnitude, re-chosen at every forward pass. The first time, the
-        ``n_prune_neurons_percentage`` fraction of each hidden layer's neurons with the
-        smallest weight L2 norm is pruned structurally. Idempotent.
+        Every neuron then keeps, re-chosen at every forward pass, at most
+        ``max_active_neurons()`` non-zero weights, its largest by magnitude (``"fan_in"``),
+        or its largest weights whose codes fit the accumulator (``"l1_budget"``). The first
+        time, the ``n_prune_neurons_percentage`` fraction of each hidden layer's neurons
+        with the smallest weight L2 norm is pruned structurally. Idempotent.
         """
-        cap = self._fan_in_cap()
         if self.pruning_enabled:
             return
         layers = self.linear_layers()
-        masks = [FanInMask(fc.out_features, fc.in_features, cap) for fc in layers]
+        masks = self._masks(layers)
         if not self.neurons_pruned and self.n_prune_neurons_percentage > 0:
             for fc, mask, next_mask in zip(layers[:-1], masks[:-1], masks[1:], strict=True):
                 n_pruned = int(self.n_prune_neurons_percentage * fc.out_features)
@@ -346,6 +446,32 @@ class SparseQuantNeuralNetwork(nn.Module):
             self.neurons_pruned = True
         for fc, mask in zip(layers, masks, strict=True):
             parametrize.register_parametrization(fc, "weight", mask.to(fc.weight.device))
+
+    def _masks(self, layers: list[qnn.QuantLinear]) -> list[NeuronMask]:
+        """One mask of ``accumulator_rule`` per linear layer."""
+        if self.accumulator_rule == "fan_in":
+            cap = self._fan_in_cap()
+            return [FanInMask(fc.out_features, fc.in_features, cap) for fc in layers]
+        low, high = self.input_code_range
+        # Training budget for hidden inputs: a non-negative activation never gives a
+        # negative code. The certificate then reads the real tables.
+        probe = torch.linspace(-1e4, 1e4, 20_001)
+        with torch.no_grad():
+            non_negative = bool((self.activation_function()(probe) >= 0).all())
+        masks = []
+        for i, fc in enumerate(layers):
+            layer_low = max(low, 0) if i > 0 and non_negative else low
+            masks.append(
+                L1BudgetMask(
+                    fc.out_features,
+                    fc.in_features,
+                    self.weight_code_range,
+                    np.full(fc.in_features, layer_low),
+                    np.full(fc.in_features, high),
+                    signed_range(self.n_accum_bits),
+                )
+            )
+        return masks
 
     def make_pruning_permanent(self) -> AccumulatorCertificate:
         """Fold the masks into the weights, drop pruned neurons, enforce the certificate.
@@ -400,14 +526,19 @@ class SparseQuantNeuralNetwork(nn.Module):
         setattr(self, f"fc{layer + 1}", new_next.to(device))
 
     def _repair_layer(self, layer: int, reach: tuple, repairs: dict[str, int]) -> None:
-        """Drop smallest weights, then clamp biases, until every neuron of ``layer`` fits
-        ``n_accum_bits`` over the input codes ``reach``; ``repairs`` counts both."""
+        """Make every neuron of ``layer`` fit ``n_accum_bits`` over the input codes ``reach``.
+
+        A neuron that does not fit loses its smallest weights while its weights alone span
+        more than the accumulator's range, then its bias is clamped into the range left;
+        a neuron that fits is left alone. ``repairs`` counts dropped weights and clamped
+        biases."""
         accum_low, accum_high = signed_range(self.n_accum_bits)
         fc = getattr(self, f"fc{layer}")
         while True:
             weights, bias, bias_scale = self._layer_codes(layer)
             low, high = accumulator_bounds(weights, np.zeros_like(bias), reach)
-            over = np.flatnonzero((low < accum_low) | (high > accum_high))
+            outside = (low + bias < accum_low) | (high + bias > accum_high)
+            over = np.flatnonzero(outside & (high - low > accum_high - accum_low))
             if over.size == 0:
                 break
             with torch.no_grad():
