@@ -1,13 +1,16 @@
 """The benchmark suite: ``python -m benchmarks`` writes benchmarks/RESULTS.md and its plots.
 
-Accuracy at 3/3/n_accum_bits over 5 folds of every dataset, against a float ceiling; fit time
-per epoch against a plain float skorch MLP of the same topology (side by side, one run);
-integer-model throughput. Needs the ``bench`` extra (matplotlib).
+Accuracy at 3/3/n_accum_bits over 5 folds of every dataset, against a float ceiling, for each
+accumulator rule (``module__accumulator_rule``: the fan-in cap and the L1 budget) on the same
+folds; fit time per epoch against a plain float skorch MLP of the same topology (side by side,
+one run), and of one rule against the other; integer-model throughput. Needs the ``bench``
+extra (matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
 import warnings
@@ -22,6 +25,9 @@ from concrete_qnn import QNNClassifier, QNNRegressor
 from concrete_qnn.estimators import auto_batch_size
 
 ACCUM_BITS = (5, 6, 7, 8, 10, 12)
+RULES = ("fan_in", "l1_budget")
+# At 5 bits the L1 budget is also measured at 2-bit weights and activations (smaller codes).
+LOW_BITS = 5
 TARGETS = {
     "breast_cancer": 0.960,
     "digits": 0.955,
@@ -29,15 +35,19 @@ TARGETS = {
     "synthetic": 0.880,
     "diabetes": 0.470,
 }
+DEFAULT_RULE = inspect.signature(QNNClassifier).parameters["module__accumulator_rule"].default
 HERE = Path(__file__).resolve().parent
 THROUGHPUT_ROWS = 100_000
 
 
-def epoch_seconds(name: str) -> tuple[float, float]:
-    """Median seconds per epoch of the QNN and of the float skorch MLP on fold 0."""
+def epoch_seconds(name: str) -> tuple[float, float, float]:
+    """Median seconds per epoch on fold 0 of the QNN (fan-in rule), of the float skorch MLP
+    and of the QNN with the L1-budget rule."""
     fold = folds(name)[0]
     task = DATASETS[name][1]
-    qnn = (QNNClassifier if task == "classification" else QNNRegressor)(random_state=0)
+    estimator = QNNClassifier if task == "classification" else QNNRegressor
+    qnn = estimator(random_state=0)
+    budget = estimator(random_state=0, module__accumulator_rule="l1_budget")
     X = fold.X_train.astype(np.float32)
     y = fold.y_train if task == "classification" else fold.y_train.astype(np.float32)
     n_outputs = len(np.unique(y)) if task == "classification" else 1
@@ -63,7 +73,12 @@ def epoch_seconds(name: str) -> tuple[float, float]:
     torch.manual_seed(0)
     plain.fit(X, y_plain)
     qnn.fit(X, y)
-    return statistics.median(qnn.history[:, "dur"]), statistics.median(plain.history[:, "dur"])
+    budget.fit(X, y)
+    return (
+        statistics.median(qnn.history[:, "dur"]),
+        statistics.median(plain.history[:, "dur"]),
+        statistics.median(budget.history[:, "dur"]),
+    )
 
 
 def throughput(name: str) -> tuple[float, float]:
@@ -94,16 +109,19 @@ def plot_accuracy(results, ceilings, path: Path) -> None:
 
     figure, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.6), squeeze=False)
     axes = axes[0]
-    for axis, (name, by_bits) in zip(axes, results.items(), strict=True):
-        bits = [b for b in ACCUM_BITS if b in by_bits]
-        axis.plot(bits, [by_bits[b].mean for b in bits], "o-", label="QNN 3/3 bits")
+    for axis, (name, by_rule) in zip(axes, results.items(), strict=True):
+        lowest = 1.0
+        for rule, by_bits in by_rule.items():
+            bits = [b for b in ACCUM_BITS if b in by_bits]
+            axis.plot(bits, [by_bits[b].mean for b in bits], "o-", label=f"QNN 3/3, {rule}")
+            lowest = min([lowest] + [by_bits[b].mean for b in bits])
         axis.axhline(ceilings[name][0], color="gray", linestyle="--", label="float ceiling")
         axis.axhline(TARGETS[name], color="tab:red", linestyle=":", label="target at 8 bits")
         axis.set_title(name)
         axis.set_xlabel("n_accum_bits")
-        axis.set_xticks(bits)
+        axis.set_xticks(ACCUM_BITS)
         axis.set_ylabel("R^2" if DATASETS[name][1] == "regression" else "accuracy")
-        axis.set_ylim(max(0.0, min(by_bits[b].mean for b in bits) - 0.05), 1.0)
+        axis.set_ylim(max(0.0, lowest - 0.05), 1.0)
     axes[0].legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -117,7 +135,7 @@ def plot_timing(timing, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(timing)
-    ratios = [timing[name][0] / timing[name][1] for name in names]
+    ratios = [timing[name][0] / timing[name][1] for name in names]  # fan-in rule / float
     figure, axis = plt.subplots(figsize=(6, 3.2))
     axis.bar(names, ratios, color="tab:blue")
     axis.axhline(2.0, color="tab:red", linestyle=":", label="budget 2x")
@@ -128,7 +146,7 @@ def plot_timing(timing, path: Path) -> None:
     plt.close(figure)
 
 
-def write_results(results, ceilings, timing, speeds, seconds: float) -> str:
+def write_results(results, low_bits, ceilings, timing, speeds, seconds: float) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -141,13 +159,13 @@ def write_results(results, ceilings, timing, speeds, seconds: float) -> str:
         f"Machine: {torch.get_num_threads()} torch thread(s), CPU. "
         f"Total time {seconds / 60:.1f} min.",
         "",
-        "## Accuracy at 3/3/8 bits",
+        f"## Accuracy at 3/3/8 bits (default rule: {DEFAULT_RULE})",
         "",
         "| dataset | QNN (5-fold mean) | folds | target | float ceiling | max accumulator bits |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for name, by_bits in results.items():
-        result = by_bits[8]
+    for name, by_rule in results.items():
+        result = by_rule[DEFAULT_RULE][8]
         verdict = "met" if result.mean >= TARGETS[name] else "NOT met"
         lines.append(
             f"| {name} | {result.mean:.4f} | {' '.join(f'{s:.3f}' for s in result.scores)} | "
@@ -158,38 +176,60 @@ def write_results(results, ceilings, timing, speeds, seconds: float) -> str:
         "",
         "## Accuracy against the accumulator bound",
         "",
-        "At 3-bit weights and activations one product reaches 16, more than a 5-bit",
-        "accumulator holds (15): `max_active_neurons()` is 0 and the estimator refuses it.",
+        "Each rule on the same folds (`module__accumulator_rule`). `fan_in`: at most",
+        "`max_active_neurons()` weights per neuron; at 3-bit weights and activations one",
+        "product reaches 16, more than a 5-bit accumulator holds (15), so it refuses 5 bits.",
+        "`l1_budget`: per neuron, the largest weights whose codes, weighted by each input's",
+        "reachable codes, fit with the bias. The certificate reads reachable input codes",
+        "for both.",
         "",
         "![accuracy against n_accum_bits](accuracy_vs_accum_bits.png)",
         "",
-        "| dataset | " + " | ".join(f"{b} bits" for b in ACCUM_BITS) + " |",
-        "| --- |" + " --- |" * len(ACCUM_BITS),
+        "| dataset | rule | " + " | ".join(f"{b} bits" for b in ACCUM_BITS) + " |",
+        "| --- | --- |" + " --- |" * len(ACCUM_BITS),
     ]
-    for name, by_bits in results.items():
-        cells = []
-        for bits in ACCUM_BITS:
-            if bits not in by_bits:
-                cells.append("no fan-in fits")
-                continue
-            result = by_bits[bits]
-            holds = all(result.certificate_holds) and max(result.max_bits) <= bits
-            cells.append(f"{result.mean:.4f}" + ("" if holds else " (certificate FAILED)"))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, by_rule in results.items():
+        for rule, by_bits in by_rule.items():
+            cells = []
+            for bits in ACCUM_BITS:
+                if bits not in by_bits:
+                    cells.append("refused")
+                    continue
+                result = by_bits[bits]
+                holds = all(result.certificate_holds) and max(result.max_bits) <= bits
+                cells.append(f"{result.mean:.4f}" + ("" if holds else " (certificate FAILED)"))
+            lines.append(f"| {name} | {rule} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"At {LOW_BITS} bits with 2-bit weights and activations, `l1_budget`:",
+        "",
+        "| dataset | 5-fold mean | folds | float ceiling |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, result in low_bits.items():
+        lines.append(
+            f"| {name} | {result.mean:.4f} | {' '.join(f'{s:.3f}' for s in result.scores)} | "
+            f"{ceilings[name][0]:.4f} |"
+        )
     lines += [
         "",
         "## Fit time per epoch",
         "",
-        "Median seconds per epoch on fold 0, the QNN and a plain float skorch MLP of the same",
-        "topology, optimizer, learning rate, batch size and epochs, fitted one after the other.",
+        "Median seconds per epoch on fold 0, the QNN (fan-in rule), a plain float skorch MLP of",
+        "the same topology, optimizer, learning rate, batch size and epochs, and the QNN with",
+        "the L1-budget rule, fitted one after the other.",
         "",
         "![fit time ratio](fit_time_ratio.png)",
         "",
-        "| dataset | QNN s/epoch | float s/epoch | ratio (budget 2x) |",
-        "| --- | --- | --- | --- |",
+        "| dataset | QNN s/epoch | float s/epoch | ratio (budget 2x) | l1_budget s/epoch | "
+        "l1_budget / fan_in (budget 1.2x) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for name, (qnn_s, float_s) in timing.items():
-        lines.append(f"| {name} | {qnn_s:.4f} | {float_s:.4f} | {qnn_s / float_s:.2f} |")
+    for name, (qnn_s, float_s, budget_s) in timing.items():
+        lines.append(
+            f"| {name} | {qnn_s:.4f} | {float_s:.4f} | {qnn_s / float_s:.2f} | "
+            f"{budget_s:.4f} | {budget_s / qnn_s:.2f} |"
+        )
     lines += [
         "",
         "## Integer-model throughput",
@@ -212,26 +252,37 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
-    results, ceilings, timing, speeds = {}, {}, {}, {}
+    results, low_bits, ceilings, timing, speeds = {}, {}, {}, {}, {}
     for name in args.datasets:
         n_features = folds(name)[0].X_train.shape[1]
         ceilings[name] = float_ceiling(name, hidden=n_features * 4)
-        results[name] = {}
-        for bits in ACCUM_BITS:
-            try:
-                result = evaluate_qnn(name, module__n_accum_bits=bits)
-            except ValueError as error:  # the bound fits not even one weight: say so
-                print(f"{name} {bits} bits: {error}", flush=True)
-                continue
-            results[name][bits] = result
-            print(f"{name} {bits} bits: {result.mean:.4f} {result.scores}", flush=True)
+        results[name] = {rule: {} for rule in RULES}
+        for rule in RULES:
+            for bits in ACCUM_BITS:
+                try:
+                    result = evaluate_qnn(
+                        name, module__n_accum_bits=bits, module__accumulator_rule=rule
+                    )
+                except ValueError as error:  # the bound fits not even one weight: say so
+                    print(f"{name} {rule} {bits} bits: {error}", flush=True)
+                    continue
+                results[name][rule][bits] = result
+                print(f"{name} {rule} {bits} bits: {result.mean:.4f} {result.scores}", flush=True)
+        low_bits[name] = evaluate_qnn(
+            name,
+            module__n_accum_bits=LOW_BITS,
+            module__n_w_bits=2,
+            module__n_a_bits=2,
+            module__accumulator_rule="l1_budget",
+        )
+        print(f"{name} l1_budget 2/2/{LOW_BITS}: {low_bits[name].mean:.4f}", flush=True)
         timing[name] = epoch_seconds(name)
         speeds[name] = throughput(name)
         print(f"{name}: ceiling {ceilings[name]}, epoch s {timing[name]}", flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
     plot_accuracy(results, ceilings, args.output / "accuracy_vs_accum_bits.png")
     plot_timing(timing, args.output / "fit_time_ratio.png")
-    text = write_results(results, ceilings, timing, speeds, time.perf_counter() - start)
+    text = write_results(results, low_bits, ceilings, timing, speeds, time.perf_counter() - start)
     (args.output / "RESULTS.md").write_text(text)
     print(text)
 

@@ -65,28 +65,72 @@ def max_fan_in(
 
 
 def accumulator_bounds(
-    weight_codes: np.ndarray, bias_codes: np.ndarray, input_range: tuple[int, int]
+    weight_codes: np.ndarray, bias_codes: np.ndarray, input_range: tuple
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Worst-case accumulator interval of every neuron over all input codes.
+    """Worst-case accumulator interval of every neuron over all reachable input codes.
 
     Parameters
     ----------
     weight_codes : int array, shape (n_out, n_in)
     bias_codes : int array, shape (n_out,), bias in accumulator units
-    input_range : (xmin, xmax), the input quantizer's codes
+    input_range : (xmin, xmax)
+        The codes each input can take: two ints (every input alike, the input quantizer's
+        codes) or two int arrays of shape (n_in,), one range per input (``DESIGN.md``
+        section 3, reachable input codes).
 
     Returns
     -------
     lo, hi : int64 arrays, shape (n_out,)
-        ``lo_j = B_j + sum_i min(W_ji*xmin, W_ji*xmax)``, ``hi_j`` likewise with max.
+        ``lo_j = B_j + sum_i min(W_ji*xmin_i, W_ji*xmax_i)``, ``hi_j`` likewise with max.
+        Both ends are reached: by the input vector that puts each input at the end of its
+        range that minimizes (maximizes) its product.
     """
     weights = np.asarray(weight_codes, dtype=np.int64)
-    xmin, xmax = input_range
+    xmin, xmax = (np.asarray(end, dtype=np.int64) for end in input_range)
     at_min, at_max = weights * xmin, weights * xmax
     bias = np.asarray(bias_codes, dtype=np.int64)
     low = bias + np.minimum(at_min, at_max).sum(axis=1)
     high = bias + np.maximum(at_min, at_max).sum(axis=1)
     return low, high
+
+
+def table_output_range(
+    table: np.ndarray, offsets: np.ndarray, low: np.ndarray, high: np.ndarray, shift: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest code each neuron's table gives over its certified interval.
+
+    The codes the next layer's inputs can reach (``DESIGN.md`` section 3): row ``j`` is read
+    at ``(A >> shift) - offsets[j]`` for every accumulator ``A`` in ``[low[j], high[j]]``,
+    that is at every index from ``(low[j] >> shift) - offsets[j]`` to
+    ``(high[j] >> shift) - offsets[j]``; those entries, and only those, are reachable.
+
+    Parameters
+    ----------
+    table : int64 array (n_out, width)
+    offsets : int64 array (n_out,), ``A >> shift`` of each row's first entry
+    low, high : int64 arrays (n_out,), the certified interval
+    shift : int, low accumulator bits dropped before the lookup
+
+    Returns
+    -------
+    codes_low, codes_high : int64 arrays (n_out,)
+
+    Raises
+    ------
+    ValueError
+        If a row does not cover its neuron's certified interval.
+    """
+    table = np.asarray(table, dtype=np.int64)
+    first = (np.asarray(low, dtype=np.int64) >> shift) - offsets
+    last = (np.asarray(high, dtype=np.int64) >> shift) - offsets
+    if np.any(first < 0) or np.any(last >= table.shape[1]) or np.any(first > last):
+        raise ValueError("the table does not cover every certified accumulator value")
+    columns = np.arange(table.shape[1])[None, :]
+    reachable = (columns >= first[:, None]) & (columns <= last[:, None])
+    info = np.iinfo(np.int64)
+    codes_low = np.where(reachable, table, info.max).min(axis=1)
+    codes_high = np.where(reachable, table, info.min).max(axis=1)
+    return codes_low, codes_high
 
 
 def bits_needed(low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -1,16 +1,21 @@
 """The accumulator certificate: per-layer worst-case intervals and bit-widths.
 
-A certificate is computed from integer weight codes, bias codes and each layer's input code
-range alone (``DESIGN.md`` section 3): it is a proof by interval arithmetic, not a sample.
+A certificate is computed from integer weight codes, bias codes and the codes each layer's
+inputs can reach (``DESIGN.md`` section 3): the input quantizer's codes for the first layer,
+for each later layer the smallest and largest entry of the previous layer's table over that
+neuron's certified interval. It is a proof by interval arithmetic over every input, not a
+sample; ``certify_network`` computes it layer by layer, since each table is built from its
+own layer's certified interval.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from concrete_qnn.accumulator import accumulator_bounds, bits_needed
+from concrete_qnn.accumulator import accumulator_bounds, bits_needed, table_output_range
 
 
 @dataclass(frozen=True)
@@ -21,8 +26,8 @@ class LayerCertificate:
     ----------
     name : str
         Layer name in the module (``"fc0"``, ...).
-    input_range : (int, int)
-        The codes the layer's input quantizer can produce.
+    input_low, input_high : int64 arrays, shape (n_in,)
+        The codes each input can reach (``input_range`` summarizes them).
     fan_in : int array, shape (n_out,)
         Non-zero weight codes per neuron.
     lo, hi : int64 arrays, shape (n_out,)
@@ -37,13 +42,19 @@ class LayerCertificate:
     """
 
     name: str
-    input_range: tuple[int, int]
+    input_low: np.ndarray
+    input_high: np.ndarray
     fan_in: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
     bits: np.ndarray
     observed: tuple[int, int] | None = None
     lookup_bits: int | None = None
+
+    @property
+    def input_range(self) -> tuple[int, int]:
+        """Smallest and largest code any input of the layer can reach."""
+        return int(self.input_low.min()), int(self.input_high.max())
 
     def with_observed(self, low: int, high: int) -> LayerCertificate:
         """A copy that also records the accumulator range observed on data."""
@@ -59,12 +70,18 @@ class LayerCertificate:
         name: str,
         weight_codes: np.ndarray,
         bias_codes: np.ndarray,
-        input_range: tuple[int, int],
+        input_range: tuple,
     ) -> LayerCertificate:
-        """Certify one layer from its weight codes (n_out, n_in) and bias codes (n_out,)."""
-        lo, hi = accumulator_bounds(weight_codes, bias_codes, input_range)
-        fan_in = np.count_nonzero(np.asarray(weight_codes), axis=1)
-        return cls(name, tuple(int(v) for v in input_range), fan_in, lo, hi, bits_needed(lo, hi))
+        """Certify one layer from its weight codes (n_out, n_in), bias codes (n_out,) and
+        the codes its inputs reach: ``(xmin, xmax)``, two ints or two int arrays (n_in,)."""
+        weights = np.asarray(weight_codes, dtype=np.int64)
+        low, high = (
+            np.broadcast_to(np.asarray(end, dtype=np.int64), weights.shape[1:]).copy()
+            for end in input_range
+        )
+        lo, hi = accumulator_bounds(weights, bias_codes, (low, high))
+        fan_in = np.count_nonzero(weights, axis=1)
+        return cls(name, low, high, fan_in, lo, hi, bits_needed(lo, hi))
 
 
 @dataclass(frozen=True)
@@ -134,3 +151,46 @@ class AccumulatorCertificate:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def certify_network(
+    n_layers: int,
+    layer_codes: Callable[[int, tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]],
+    input_range: tuple[int, int],
+    n_accum_bits: int,
+    tabulate: Callable[[int, LayerCertificate], tuple[np.ndarray, np.ndarray, int]],
+) -> AccumulatorCertificate:
+    """The certificate of a network, layer by layer over reachable input codes.
+
+    Layer 0's inputs reach ``input_range`` (the input quantizer's codes). Layer ``l``'s
+    interval gives its table (``tabulate``), and that table's smallest and largest entries
+    over each neuron's interval are the codes layer ``l + 1``'s input from that neuron
+    reaches (``accumulator.table_output_range``).
+
+    Parameters
+    ----------
+    n_layers : int
+    layer_codes : callable ``(layer, (low, high)) -> (weight_codes, bias_codes)``
+        Integer codes of a layer, int64 (n_out, n_in) and (n_out,), given the codes its
+        inputs reach (two ints for layer 0, two int64 arrays (n_in,) after it; a caller
+        may repair the layer against them).
+    input_range : (int, int), the first layer's input codes
+    n_accum_bits : int, the bound the certificate is checked against
+    tabulate : callable ``(layer, LayerCertificate) -> (table, offsets, shift)``
+        The table a hidden layer's lookup uses, as ``IntegerModel`` stores it: int64
+        (n_out, width), int64 (n_out,) and the low bits dropped. It may raise ValueError.
+
+    Raises
+    ------
+    ValueError
+        If a table does not cover its neuron's certified interval.
+    """
+    layers = []
+    reach = input_range
+    for layer in range(n_layers):
+        weights, bias = layer_codes(layer, reach)
+        layers.append(LayerCertificate.from_codes(f"fc{layer}", weights, bias, reach))
+        if layer < n_layers - 1:
+            table, offsets, shift = tabulate(layer, layers[-1])
+            reach = table_output_range(table, offsets, layers[-1].lo, layers[-1].hi, shift)
+    return AccumulatorCertificate(tuple(layers), int(n_accum_bits))

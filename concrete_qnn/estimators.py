@@ -703,6 +703,7 @@ def _estimator_init(default_criterion):
         module__activation_function=torch.nn.ReLU,
         module__quant_narrow=False,
         module__quant_signed=True,
+        module__accumulator_rule="fan_in",
         *,
         criterion=default_criterion,
         optimizer=torch.optim.AdamW,

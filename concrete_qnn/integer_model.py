@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from concrete_qnn.accumulator import code_range
-from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
+from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
 from concrete_qnn.model_io import ModelIO, target_statistic
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Rows per batch in predict: bounds peak memory (a 256-wide layer costs ~50 MB per batch).
 BATCH_ROWS = 16384
 # Bits a table lookup reads at most: a table has at most 2^16 entries per neuron (512 KiB of
@@ -129,7 +129,6 @@ class IntegerModel:
         )
         self._validate_arrays()
         self.certificate = self._certify()
-        self._validate_tables()
         self.certificate = AccumulatorCertificate(
             tuple(
                 layer.with_lookup_bits(layer.bits.max() - shift)
@@ -218,11 +217,23 @@ class IntegerModel:
         )
 
     def _certify(self) -> AccumulatorCertificate:
-        layers = tuple(
-            LayerCertificate.from_codes(f"fc{i}", weight, bias, self.input_range)
-            for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True))
+        """The certificate over reachable input codes; validates each table on the way.
+
+        Layer ``l + 1``'s inputs reach the entries of layer ``l``'s table over its certified
+        interval (``certify_network``), so each table is validated before it is read.
+        """
+        if len(self.lsbs_to_remove) != len(self.tables):
+            raise ValueError(
+                f"lsbs_to_remove needs one entry per hidden layer ({len(self.tables)}), got "
+                f"{len(self.lsbs_to_remove)}"
+            )
+        certificate = certify_network(
+            self.n_layers,
+            lambda layer, _: (self.weights[layer], self.biases[layer]),
+            self.input_range,
+            int(self.config["n_accum_bits"]),
+            self._validated_table,
         )
-        certificate = AccumulatorCertificate(layers, int(self.config["n_accum_bits"]))
         if not certificate.holds:
             raise ValueError(
                 f"the weights break the accumulator bound: a neuron needs "
@@ -237,48 +248,50 @@ class IntegerModel:
         largest_input = max(abs(code) for code in self.input_range)
         return int((np.abs(weight).sum(axis=1) * largest_input + np.abs(bias)).max())
 
-    def _validate_tables(self) -> None:
+    def _validated_table(
+        self, layer: int, layer_certificate: LayerCertificate
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Table, offsets and dropped bits of hidden layer ``layer``, checked against its
+        certified interval: the layer fits ``n_accum_bits``, the shift fits its width, every
+        certified value is covered and every code is an input code."""
         low, high = self.input_range
-        if len(self.lsbs_to_remove) != len(self.tables):
+        table, offsets = self.tables[layer], self.table_offsets[layer]
+        shift = self.lsbs_to_remove[layer]
+        layer_bits = int(layer_certificate.bits.max())
+        if layer_bits > self.config["n_accum_bits"]:
             raise ValueError(
-                f"lsbs_to_remove needs one entry per hidden layer ({len(self.tables)}), got "
-                f"{len(self.lsbs_to_remove)}"
+                f"the weights break the accumulator bound: a neuron of fc{layer} needs "
+                f"{layer_bits} bits, n_accum_bits is {self.config['n_accum_bits']}"
             )
-        for layer, (table, offsets, shift) in enumerate(
-            zip(self.tables, self.table_offsets, self.lsbs_to_remove, strict=True)
+        if (
+            isinstance(shift, bool)
+            or not isinstance(shift, (int, np.integer))
+            or not 0 <= shift < layer_bits
         ):
-            layer_certificate = self.certificate.layers[layer]
-            layer_bits = int(layer_certificate.bits.max())
-            if (
-                isinstance(shift, bool)
-                or not isinstance(shift, (int, np.integer))
-                or not 0 <= shift < layer_bits
-            ):
-                raise ValueError(
-                    f"lsbs_to_remove[{layer}] must be an integer in [0, {layer_bits}) for a "
-                    f"{layer_bits}-bit accumulator, got {shift!r}"
-                )
-            n_out = self.weights[layer].shape[0]
-            _check_array(f"tables[{layer}]", table, np.int64, ndim=2)
-            _check_array(f"table_offsets[{layer}]", offsets, np.int64, shape=(n_out,))
-            if table.shape[0] != n_out:
-                raise ValueError(f"tables[{layer}] has {table.shape[0]} rows, expected {n_out}")
-            if table.shape[1] > 2**MAX_LOOKUP_BITS:
-                raise ValueError(
-                    f"tables[{layer}] has {table.shape[1]} entries per neuron, more than the "
-                    f"2^{MAX_LOOKUP_BITS} of a {MAX_LOOKUP_BITS}-bit lookup"
-                )
-            if np.any(offsets > layer_certificate.lo >> shift) or np.any(
-                offsets + table.shape[1] - 1 < layer_certificate.hi >> shift
-            ):
-                raise ValueError(
-                    f"tables[{layer}] does not cover every certified accumulator value "
-                    f"[{layer_certificate.lo.min()}, {layer_certificate.hi.max()}]"
-                )
-            if table.size and (table.min() < low or table.max() > high):
-                raise ValueError(
-                    f"tables[{layer}] holds codes outside the input codes [{low}, {high}]"
-                )
+            raise ValueError(
+                f"lsbs_to_remove[{layer}] must be an integer in [0, {layer_bits}) for a "
+                f"{layer_bits}-bit accumulator, got {shift!r}"
+            )
+        n_out = self.weights[layer].shape[0]
+        _check_array(f"tables[{layer}]", table, np.int64, ndim=2)
+        _check_array(f"table_offsets[{layer}]", offsets, np.int64, shape=(n_out,))
+        if table.shape[0] != n_out:
+            raise ValueError(f"tables[{layer}] has {table.shape[0]} rows, expected {n_out}")
+        if table.shape[1] > 2**MAX_LOOKUP_BITS:
+            raise ValueError(
+                f"tables[{layer}] has {table.shape[1]} entries per neuron, more than the "
+                f"2^{MAX_LOOKUP_BITS} of a {MAX_LOOKUP_BITS}-bit lookup"
+            )
+        if np.any(offsets > layer_certificate.lo >> shift) or np.any(
+            offsets + table.shape[1] - 1 < layer_certificate.hi >> shift
+        ):
+            raise ValueError(
+                f"tables[{layer}] does not cover every certified accumulator value "
+                f"[{layer_certificate.lo.min()}, {layer_certificate.hi.max()}]"
+            )
+        if table.size and (table.min() < low or table.max() > high):
+            raise ValueError(f"tables[{layer}] holds codes outside the input codes [{low}, {high}]")
+        return table, offsets, int(shift)
 
     # ------------------------------------------------------------------ inference
     def _columns_by_name(self, X):

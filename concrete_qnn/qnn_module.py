@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import numbers
 import warnings
@@ -26,7 +27,7 @@ from concrete_qnn.accumulator import (
     max_fan_in,
     signed_range,
 )
-from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
+from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
 from concrete_qnn.integer_model import MAX_LOOKUP_BITS, IntegerModel, OutputHead
 
 MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
@@ -36,39 +37,111 @@ MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
 # that most inputs quantize to 0 (digits: 0.44 train accuracy after 20 epochs vs 0.94).
 ACTIVATION_SCALE_PERCENTILE = 99.0
 
-# The configuration an integer model keeps.
 # Table entries computed at once in to_integer_model: bounds its temporaries (~64 MB).
 _TABLE_CHUNK_ENTRIES = 2**20
+# The configuration an integer model keeps.
 _INTEGER_CONFIG = ("n_w_bits", "n_a_bits", "n_accum_bits", "quant_signed", "quant_narrow")
 
 # Codes of Brevitas' Int32Bias: biases are stored in accumulator units, saturated to 32 bits.
 BIAS_CODE_RANGE = code_range(32, signed=True, narrow=False)
 
 
-class FanInMask(nn.Module):
-    """Weight parametrization: structured masks, then the top-``max_fan_in`` weights per row.
+class NeuronMask(nn.Module):
+    """Weight parametrization: structured masks, then a per-neuron selection of weights.
 
     Structurally pruned rows (this layer's neurons) and columns (the previous layer's
-    pruned neurons) are hard zeros. The top-k selection is re-chosen at every forward
-    pass from the dense weights and uses a straight-through gradient, so a pruned weight
-    keeps learning and comes back when it outgrows a kept one.
+    pruned neurons) are hard zeros. The selection (``keep``, defined by each rule) is
+    re-chosen at every forward pass from the dense weights and uses a straight-through
+    gradient, so a dropped weight keeps learning and comes back when it outgrows a kept one.
 
     Buffers ``row_keep`` (n_out,) and ``col_keep`` (n_in,) hold 1.0 for kept units.
     """
 
-    def __init__(self, n_out: int, n_in: int, max_fan_in: int):
+    def __init__(self, n_out: int, n_in: int):
         super().__init__()
-        self.max_fan_in = max_fan_in
         self.register_buffer("row_keep", torch.ones(n_out))
         self.register_buffer("col_keep", torch.ones(n_in))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         weight = weight * self.row_keep[:, None] * self.col_keep[None, :]
-        if self.max_fan_in >= weight.shape[1]:
+        keep = self.keep(weight.detach())
+        if keep is None:
             return weight
+        return weight + (weight * keep - weight).detach()
+
+    def keep(self, weight: torch.Tensor) -> torch.Tensor | None:
+        """1.0 for each weight kept, float (n_out, n_in); None keeps every weight."""
+        raise NotImplementedError
+
+
+class FanInMask(NeuronMask):
+    """The fan-in rule: the top-``max_fan_in`` weights by magnitude in each row."""
+
+    def __init__(self, n_out: int, n_in: int, max_fan_in: int):
+        super().__init__(n_out, n_in)
+        self.max_fan_in = max_fan_in
+
+    def keep(self, weight: torch.Tensor) -> torch.Tensor | None:
+        if self.max_fan_in >= weight.shape[1]:
+            return None
         kept = weight.abs().topk(self.max_fan_in, dim=1).indices
-        mask = torch.zeros_like(weight).scatter_(1, kept, 1.0)
-        return weight + (weight * mask - weight).detach()
+        return torch.zeros_like(weight).scatter_(1, kept, 1.0)
+
+
+class L1BudgetMask(NeuronMask):
+    """The L1-budget rule: per row, the largest weights whose codes fit the accumulator.
+
+    A neuron's accumulator stays in ``[accum_low, accum_high]`` for every reachable input
+    when ``B + sum_i max(c_i * xmin_i, c_i * xmax_i) <= accum_high`` and likewise below
+    (``DESIGN.md`` section 3): a budget on the weight codes ``c_i`` weighted by each input's
+    reachable codes, a per-neuron L1 norm bound as in A2Q (Colbert et al. 2023, "A2Q:
+    Accumulator-Aware Quantization with Guaranteed Overflow Avoidance"). Here it is met by
+    selection rather than by A2Q's weight normalization: the weights are taken largest first
+    (by magnitude), as long as the running interval fits, so many small codes fit where few
+    large ones would. The largest weight is always kept (it sets the scale).
+
+    Codes are computed as Brevitas' per-channel max-abs weight quantizer computes them:
+    ``clip(round(w / s), wmin, wmax)`` with ``s = max|w_row| / max(-wmin, wmax)``. The bias,
+    ``bias_units`` (bias / input scale, float (n_out,), set by the network before each
+    forward) over the weight scale, counts against the budget. The selection is a training
+    device: ``make_pruning_permanent`` certifies the result exactly and repairs what a
+    rounding tie let through.
+
+    Parameters
+    ----------
+    n_out, n_in : int
+    weight_range : (int, int), the weight codes ``(wmin, wmax)``
+    input_low, input_high : float arrays (n_in,), the codes each input reaches in training
+    accum_range : (int, int), the signed ``n_accum_bits`` range
+    """
+
+    def __init__(self, n_out, n_in, weight_range, input_low, input_high, accum_range):
+        super().__init__(n_out, n_in)
+        self.weight_low, self.weight_high = (float(end) for end in weight_range)
+        self.accum_low, self.accum_high = (float(end) for end in accum_range)
+        self.register_buffer("input_low", torch.as_tensor(input_low).float(), persistent=False)
+        self.register_buffer("input_high", torch.as_tensor(input_high).float(), persistent=False)
+        self.bias_units = None
+
+    def keep(self, weight: torch.Tensor) -> torch.Tensor:
+        largest = max(-self.weight_low, self.weight_high)
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-30) / largest
+        codes = torch.round(weight / scale).clamp(self.weight_low, self.weight_high)
+        at_low, at_high = codes * self.input_low, codes * self.input_high
+        bias = torch.zeros(weight.shape[0], device=weight.device)
+        if self.bias_units is not None:
+            bias = torch.round(self.bias_units.to(weight) / scale[:, 0])
+        order = weight.abs().argsort(dim=1, descending=True)
+        high = torch.maximum(at_low, at_high).gather(1, order).cumsum(1) + bias[:, None]
+        low = torch.minimum(at_low, at_high).gather(1, order).cumsum(1) + bias[:, None]
+        fits = (high <= self.accum_high) & (low >= self.accum_low)
+        fits[:, 0] = True
+        fits = fits.int().cummin(dim=1).values.to(weight.dtype)
+        return torch.zeros_like(weight).scatter_(1, order, fits)
+
+
+# Rules that keep each neuron's accumulator within n_accum_bits during training.
+ACCUMULATOR_RULES = ("fan_in", "l1_budget")
 
 
 class SparseQuantNeuralNetwork(nn.Module):
@@ -103,12 +176,21 @@ class SparseQuantNeuralNetwork(nn.Module):
         Narrow-range codes for weights and activations (drop the extreme code).
     quant_signed : bool
         Signed activation codes.
+    accumulator_rule : {"fan_in", "l1_budget"}
+        How training keeps each neuron within ``n_accum_bits``. ``"fan_in"``: at most
+        ``max_active_neurons()`` non-zero weights per neuron (``FanInMask``), every weight and
+        input at its extreme. ``"l1_budget"``: the largest weights whose codes, weighted by
+        the codes each input reaches (hidden inputs after a non-negative activation such as
+        ReLU are never negative), fit with the bias (``L1BudgetMask``; A2Q's per-neuron L1
+        bound, Colbert et al. 2023), so many small weights fit where few large ones do.
+        Either way ``make_pruning_permanent`` certifies the result exactly.
 
     Raises
     ------
     ValueError
         If a parameter is outside its allowed range, a quantizer has no usable code, or
-        not even one weight fits the accumulator (``max_active_neurons() == 0``).
+        not even one weight fits the accumulator (``"fan_in"``: ``max_active_neurons() ==
+        0``; ``"l1_budget"``: a weight code of 1 times the largest input code does not fit).
     """
 
     def __init__(
@@ -124,6 +206,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         activation_function=nn.ReLU,
         quant_narrow=False,
         quant_signed=True,
+        accumulator_rule="fan_in",
     ):
         super().__init__()
         self.input_dim = _positive_int("input_dim", input_dim)
@@ -137,6 +220,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         self.activation_function = activation_function
         self.quant_narrow = bool(quant_narrow)
         self.quant_signed = bool(quant_signed)
+        self.accumulator_rule = accumulator_rule
         self._validate()
 
         hidden = int(self.input_dim * self.n_hidden_neurons_multiplier)
@@ -193,7 +277,19 @@ class SparseQuantNeuralNetwork(nn.Module):
                 f"{list(self.input_code_range)}, which have no positive code; use n_a_bits >= 2 "
                 "(or unsigned, not narrow, 1-bit activations)"
             )
-        self._fan_in_cap()
+        if self.accumulator_rule not in ACCUMULATOR_RULES:
+            raise ValueError(
+                f"accumulator_rule must be one of {', '.join(map(repr, ACCUMULATOR_RULES))}, "
+                f"got {self.accumulator_rule!r}"
+            )
+        if self.accumulator_rule == "fan_in":
+            self._fan_in_cap()
+        elif max(abs(code) for code in self.input_code_range) > signed_range(self.n_accum_bits)[1]:
+            raise ValueError(
+                f"n_accum_bits={self.n_accum_bits} is too small for n_a_bits={self.n_a_bits}: "
+                "not even a weight code of 1 times the largest input code fits; raise "
+                "n_accum_bits or lower the bit-widths"
+            )
 
     def _make_linear(self, n_in: int, n_out: int) -> qnn.QuantLinear:
         return qnn.QuantLinear(
@@ -286,8 +382,12 @@ class SparseQuantNeuralNetwork(nn.Module):
                 f"expected input of shape (N, {self.input_dim}) with {self.input_dim} "
                 f"features, got shape {tuple(x.shape)} with {x.shape[-1]} features"
             )
+        budgets = self.accumulator_rule == "l1_budget" and self.pruning_enabled
         for i in range(self.n_layers):
-            x = getattr(self, f"fc{i}")(getattr(self, f"quant{i}")(x))
+            x, fc = getattr(self, f"quant{i}")(x), getattr(self, f"fc{i}")
+            if budgets:  # the bias counts against the budget, in units of the input scale
+                fc.parametrizations.weight[0].bias_units = (fc.bias / x.scale).detach()
+            x = fc(x)
             if i < self.n_layers - 1:
                 x = getattr(self, f"act{i}")(x)
         return x
@@ -325,18 +425,19 @@ class SparseQuantNeuralNetwork(nn.Module):
         return parametrize.is_parametrized(self.fc0, "weight")
 
     def enable_pruning(self) -> None:
-        """Attach the fan-in masks; with ``n_prune_neurons_percentage``, prune neurons.
+        """Attach the masks of ``accumulator_rule``; with ``n_prune_neurons_percentage``,
+        prune neurons.
 
-        Every neuron then keeps at most ``max_active_neurons()`` non-zero weights, its
-        largest by magnitude, re-chosen at every forward pass. The first time, the
-        ``n_prune_neurons_percentage`` fraction of each hidden layer's neurons with the
-        smallest weight L2 norm is pruned structurally. Idempotent.
+        Every neuron then keeps, re-chosen at every forward pass, at most
+        ``max_active_neurons()`` non-zero weights, its largest by magnitude (``"fan_in"``),
+        or its largest weights whose codes fit the accumulator (``"l1_budget"``). The first
+        time, the ``n_prune_neurons_percentage`` fraction of each hidden layer's neurons
+        with the smallest weight L2 norm is pruned structurally. Idempotent.
         """
-        cap = self._fan_in_cap()
         if self.pruning_enabled:
             return
         layers = self.linear_layers()
-        masks = [FanInMask(fc.out_features, fc.in_features, cap) for fc in layers]
+        masks = self._masks(layers)
         if not self.neurons_pruned and self.n_prune_neurons_percentage > 0:
             for fc, mask, next_mask in zip(layers[:-1], masks[:-1], masks[1:], strict=True):
                 n_pruned = int(self.n_prune_neurons_percentage * fc.out_features)
@@ -348,13 +449,40 @@ class SparseQuantNeuralNetwork(nn.Module):
         for fc, mask in zip(layers, masks, strict=True):
             parametrize.register_parametrization(fc, "weight", mask.to(fc.weight.device))
 
+    def _masks(self, layers: list[qnn.QuantLinear]) -> list[NeuronMask]:
+        """One mask of ``accumulator_rule`` per linear layer."""
+        if self.accumulator_rule == "fan_in":
+            cap = self._fan_in_cap()
+            return [FanInMask(fc.out_features, fc.in_features, cap) for fc in layers]
+        low, high = self.input_code_range
+        # Training budget for hidden inputs: a non-negative activation never gives a
+        # negative code. The certificate then reads the real tables.
+        probe = torch.linspace(-1e4, 1e4, 20_001)
+        with torch.no_grad():
+            non_negative = bool((self.activation_function()(probe) >= 0).all())
+        masks = []
+        for i, fc in enumerate(layers):
+            layer_low = max(low, 0) if i > 0 and non_negative else low
+            masks.append(
+                L1BudgetMask(
+                    fc.out_features,
+                    fc.in_features,
+                    self.weight_code_range,
+                    np.full(fc.in_features, layer_low),
+                    np.full(fc.in_features, high),
+                    signed_range(self.n_accum_bits),
+                )
+            )
+        return masks
+
     def make_pruning_permanent(self) -> AccumulatorCertificate:
         """Fold the masks into the weights, drop pruned neurons, enforce the certificate.
 
         Pruning is enabled first if it was not. Afterwards the ``fc{i}`` layers are plain
         Brevitas layers again (their ``state_dict`` loads into a module of the same
         widths), structurally pruned hidden neurons are removed, and every neuron is
-        checked against ``n_accum_bits``. A neuron still over the bound is repaired by
+        checked against ``n_accum_bits``, layer by layer over the codes its inputs reach
+        (``accumulator_certificate``). A neuron still over the bound is repaired by
         dropping its smallest weights (never needed under the fan-in cap) and clamping
         its bias; ``pruning_repairs`` counts both and a warning reports them.
 
@@ -370,14 +498,15 @@ class SparseQuantNeuralNetwork(nn.Module):
             parametrize.remove_parametrizations(fc, "weight", leave_parametrized=True)
         for i in range(self.n_layers - 1):
             self._remove_neurons(i, keep[i])
-        self.pruning_repairs = self._repair_overflows()
+        repairs = {"weights_dropped": 0, "biases_clamped": 0}
+        certificate = self._certify([None] * (self.n_layers - 1), repairs)[0]
+        self.pruning_repairs = repairs
         if any(self.pruning_repairs.values()):
             warnings.warn(
                 "make_pruning_permanent repaired accumulators over "
                 f"n_accum_bits={self.n_accum_bits}: {self.pruning_repairs}",
                 stacklevel=2,
             )
-        certificate = self.accumulator_certificate()
         if not certificate.holds:  # pragma: no cover - the repair makes this unreachable
             raise RuntimeError(f"accumulator certificate violated after repair:\n{certificate}")
         return certificate
@@ -398,33 +527,48 @@ class SparseQuantNeuralNetwork(nn.Module):
         setattr(self, f"fc{layer}", new_fc.to(device))
         setattr(self, f"fc{layer + 1}", new_next.to(device))
 
-    def _repair_overflows(self) -> dict[str, int]:
-        """Drop smallest weights, then clamp biases, until every neuron fits."""
+    def _repair_layer(self, layer: int, reach: tuple, repairs: dict[str, int]) -> None:
+        """Make every neuron of ``layer`` fit ``n_accum_bits`` over the input codes ``reach``.
+
+        A neuron that does not fit loses its smallest weights while its weights alone span
+        more than the accumulator's range, then its bias is clamped into the range left;
+        a neuron that fits is left alone. ``repairs`` counts dropped weights and clamped
+        biases."""
         accum_low, accum_high = signed_range(self.n_accum_bits)
-        dropped = clamped = 0
-        for i, fc in enumerate(self.linear_layers()):
-            while True:
-                weights, bias, bias_scale = self._layer_codes(i)
-                low, high = accumulator_bounds(weights, np.zeros_like(bias), self.input_code_range)
-                over = np.flatnonzero((low < accum_low) | (high > accum_high))
-                if over.size == 0:
-                    break
-                with torch.no_grad():
-                    for row in over:
-                        magnitudes = fc.weight[row].abs().masked_fill(fc.weight[row] == 0, np.inf)
-                        fc.weight[row, int(magnitudes.argmin())] = 0.0
-                dropped += over.size
-            fitted = np.clip(bias, accum_low - low, accum_high - high)
-            rows = np.flatnonzero(fitted != bias)
-            if rows.size:
-                with torch.no_grad():
-                    fc.bias[rows] = torch.as_tensor(
-                        fitted[rows] * bias_scale[rows], dtype=fc.bias.dtype, device=fc.bias.device
-                    )
-                clamped += rows.size
-        return {"weights_dropped": int(dropped), "biases_clamped": int(clamped)}
+        fc = getattr(self, f"fc{layer}")
+        while True:
+            weights, bias, bias_scale = self._layer_codes(layer)
+            low, high = accumulator_bounds(weights, np.zeros_like(bias), reach)
+            outside = (low + bias < accum_low) | (high + bias > accum_high)
+            over = np.flatnonzero(outside & (high - low > accum_high - accum_low))
+            if over.size == 0:
+                break
+            with torch.no_grad():
+                for row in over:
+                    magnitudes = fc.weight[row].abs().masked_fill(fc.weight[row] == 0, np.inf)
+                    fc.weight[row, int(magnitudes.argmin())] = 0.0
+            repairs["weights_dropped"] += int(over.size)
+        fitted = np.clip(bias, accum_low - low, accum_high - high)
+        rows = np.flatnonzero(fitted != bias)
+        if rows.size:
+            with torch.no_grad():
+                fc.bias[rows] = torch.as_tensor(
+                    fitted[rows] * bias_scale[rows], dtype=fc.bias.dtype, device=fc.bias.device
+                )
+            repairs["biases_clamped"] += int(rows.size)
 
     # ------------------------------------------------------------------ certificate
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """Eval mode without gradients inside the block; the training flag is restored."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
     def _layer_codes(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Integer codes of layer ``layer`` as the eval-mode forward uses them.
 
@@ -436,16 +580,11 @@ class SparseQuantNeuralNetwork(nn.Module):
         bias_scale : float64 array (n_out,), ``s_w * s_x``: real value of one accumulator unit
         """
         fc, quant = getattr(self, f"fc{layer}"), getattr(self, f"quant{layer}")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                quant_weight = fc.quant_weight()
-                scale = (quant_weight.scale * quant.act_quant.scale()).reshape(-1)
-                scale = scale.expand(fc.out_features)
-                bias = torch.round(fc.bias / scale)
-        finally:
-            self.train(was_training)
+        with self._eval_mode():
+            quant_weight = fc.quant_weight()
+            scale = (quant_weight.scale * quant.act_quant.scale()).reshape(-1)
+            scale = scale.expand(fc.out_features)
+            bias = torch.round(fc.bias / scale)
         return (
             quant_weight.int().cpu().numpy().astype(np.int64),
             np.clip(bias.cpu().double().numpy(), *BIAS_CODE_RANGE).astype(np.int64),
@@ -480,75 +619,104 @@ class SparseQuantNeuralNetwork(nn.Module):
         if self.pruning_enabled:
             raise ValueError("make_pruning_permanent() first: pruning masks are still attached")
         lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
-        codes = [self._layer_codes(i) for i in range(self.n_layers)]
-        certificate = self.accumulator_certificate()
-        tables, offsets, shifts = [], [], []
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for i in range(self.n_layers - 1):
-                    layer = certificate.layers[i]
-                    shift = lsbs_to_remove(layer.bits.max(), lookup_bits[i])
-                    read = int(layer.bits.max()) - shift
-                    if read > MAX_LOOKUP_BITS:
-                        raise ValueError(
-                            f"fc{i}'s table would read {read} bits of its accumulator (2^{read} "
-                            f"entries per neuron); tables read at most {MAX_LOOKUP_BITS} bits: "
-                            f"set rounding_threshold_bits to at most {MAX_LOOKUP_BITS}"
-                        )
-                    first = layer.lo >> shift
-                    width = int(((layer.hi >> shift) - first).max()) + 1
-                    rows = max(1, _TABLE_CHUNK_ENTRIES // width)  # bounds the temporaries
-                    chunks = [
-                        self._table_rows(i, shift, codes[i][2], layer, slice(start, start + rows))
-                        for start in range(0, len(first), rows)
-                    ]
-                    tables.append(np.concatenate(chunks))
-                    offsets.append(first.astype(np.int64))
-                    shifts.append(shift)
-                input_scale = float(self.quant0.act_quant.scale())
-        finally:
-            self.train(was_training)
+        _, codes, lookups = self._certify(lookup_bits)
+        with self._eval_mode():
+            input_scale = float(self.quant0.act_quant.scale())
         return IntegerModel(
             config={name: getattr(self, name) for name in _INTEGER_CONFIG},
             input_scale=input_scale,
             weights=[weight for weight, _, _ in codes],
             biases=[bias for _, bias, _ in codes],
             scales=[scale for _, _, scale in codes],
-            tables=tables,
-            table_offsets=offsets,
+            tables=[table for table, _, _ in lookups],
+            table_offsets=[offsets for _, offsets, _ in lookups],
             head=head,
             feature_names=feature_names,
-            lsbs_to_remove=shifts,
+            lsbs_to_remove=[shift for _, _, shift in lookups],
         )
 
-    def _table_rows(self, i: int, shift: int, scale, layer, rows: slice) -> np.ndarray:
-        """Rows ``rows`` of hidden layer ``i``'s table, int64 (n_rows, width): the next
-        input code at the centre of each bucket's accumulator values inside the neuron's
-        certified ``[lo, hi]`` (``layer``, its ``LayerCertificate``). Call in eval mode,
-        under ``torch.no_grad()``."""
-        lo, hi = layer.lo[rows, None], layer.hi[rows, None]
-        width = int(((layer.hi >> shift) - (layer.lo >> shift)).max()) + 1
-        buckets = (lo >> shift) + np.arange(width)[None, :]
-        bucket_low = np.maximum(buckets << shift, lo)
-        bucket_high = np.minimum(((buckets + 1) << shift) - 1, hi)
-        values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
-        real = torch.as_tensor(values * scale[rows, None], dtype=torch.float32)
-        activated = getattr(self, f"act{i}")(real)
-        next_scale = getattr(self, f"quant{i + 1}").act_quant.scale().cpu()
-        next_codes = torch.round(activated / next_scale).double().numpy()
-        return np.clip(next_codes, *self.input_code_range).astype(np.int64)
+    def accumulator_certificate(self, rounding_threshold_bits=None) -> AccumulatorCertificate:
+        """Per-layer worst-case accumulators over every reachable input code (DESIGN.md 3).
 
-    def accumulator_certificate(self) -> AccumulatorCertificate:
-        """Per-layer worst-case accumulators over every input code (DESIGN.md section 3)."""
-        layers = []
-        for i in range(self.n_layers):
-            weights, bias, _ = self._layer_codes(i)
-            layers.append(
-                LayerCertificate.from_codes(f"fc{i}", weights, bias, self.input_code_range)
+        Layer 0's inputs reach the input quantizer's codes; each later layer's inputs reach
+        the smallest and largest entry of the previous layer's table over that neuron's
+        certified interval (after ReLU never a negative code). The tables are those of
+        ``to_integer_model(head, rounding_threshold_bits=rounding_threshold_bits)``, so this
+        is that integer model's certificate without its ``lookup_bits``.
+
+        Raises
+        ------
+        ValueError
+            If ``rounding_threshold_bits`` is invalid (see ``to_integer_model``).
+        """
+        lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
+        return self._certify(lookup_bits)[0]
+
+    def _certify(self, lookup_bits: list, repairs: dict | None = None) -> tuple:
+        """Certificate, layer codes and tables, computed layer by layer.
+
+        With ``repairs`` (a dict of counts), each layer is first repaired to fit
+        ``n_accum_bits`` over the codes its inputs reach (``_repair_layer``).
+
+        Returns
+        -------
+        certificate : AccumulatorCertificate
+        codes : list of ``_layer_codes`` triples, one per layer
+        lookups : list of (table, offsets, shift), one per hidden layer
+        """
+        codes, lookups = [], []
+
+        def layer_codes(layer, reach):
+            if repairs is not None:
+                self._repair_layer(layer, reach, repairs)
+            codes.append(self._layer_codes(layer))
+            return codes[-1][:2]
+
+        def tabulate(layer, certified):
+            lookups.append(self._table(layer, certified, codes[layer][2], lookup_bits[layer]))
+            return lookups[-1]
+
+        with self._eval_mode():
+            certificate = certify_network(
+                self.n_layers, layer_codes, self.input_code_range, self.n_accum_bits, tabulate
             )
-        return AccumulatorCertificate(tuple(layers), self.n_accum_bits)
+        return certificate, codes, lookups
+
+    def _table(
+        self, layer: int, layer_certificate: LayerCertificate, scale: np.ndarray, lookup_bits
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The lookup after hidden layer ``layer``: table, offsets, shift (call in eval mode).
+
+        ``shift = lsbs_to_remove(bits, lookup_bits)``; row ``j`` holds, for each bucket
+        ``floor(A / 2^shift)`` of the neuron's certified interval, the next input code of
+        the centre of the bucket's accumulator values inside the interval (see
+        ``to_integer_model``), in float32 as the torch forward evaluates it.
+        """
+        lo, hi = layer_certificate.lo[:, None], layer_certificate.hi[:, None]
+        shift = lsbs_to_remove(layer_certificate.bits.max(), lookup_bits)
+        read = int(layer_certificate.bits.max()) - shift
+        if read > MAX_LOOKUP_BITS:
+            raise ValueError(
+                f"fc{layer}'s table would read {read} bits of its accumulator (2^{read} "
+                f"entries per neuron); tables read at most {MAX_LOOKUP_BITS} bits: "
+                f"set rounding_threshold_bits to at most {MAX_LOOKUP_BITS}"
+            )
+        first = lo >> shift
+        width = int(((hi >> shift) - first).max()) + 1
+        next_scale = getattr(self, f"quant{layer + 1}").act_quant.scale().cpu()
+        rows = max(1, _TABLE_CHUNK_ENTRIES // width)  # bounds the temporaries
+        chunks = []
+        for part in (slice(start, start + rows) for start in range(0, len(first), rows)):
+            buckets = first[part] + np.arange(width)[None, :]
+            # The centre of each bucket's accumulator values inside [lo, hi].
+            bucket_low = np.maximum(buckets << shift, lo[part])
+            bucket_high = np.minimum(((buckets + 1) << shift) - 1, hi[part])
+            values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
+            real = torch.as_tensor(values * scale[part, None], dtype=torch.float32)
+            activated = getattr(self, f"act{layer}")(real)
+            next_codes = torch.round(activated / next_scale).double().numpy()
+            chunks.append(np.clip(next_codes, *self.input_code_range).astype(np.int64))
+        return np.concatenate(chunks), first[:, 0].astype(np.int64), shift
 
 
 def _rebuild_network(config: dict, state: dict) -> SparseQuantNeuralNetwork:

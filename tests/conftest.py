@@ -37,7 +37,7 @@ def _check_one_fitted_model(model, X):
         {key: value for key, value in row.items() if key != "lookup_bits"}
         for row in certificate.rows()
     ]
-    assert without_lookups == module.accumulator_certificate().rows()
+    assert without_lookups == module.accumulator_certificate(model.rounding_threshold_bits).rows()
     np.testing.assert_array_equal(model.predict(X), integer.predict(X))
     rebuilt = model._integer_model(model.rounding_threshold_bits)
     np.testing.assert_array_equal(rebuilt.run(X), integer.run(X))

@@ -18,7 +18,9 @@ from concrete_qnn.accumulator import (
     max_fan_in,
     product_range,
     signed_range,
+    table_output_range,
 )
+from concrete_qnn.certificate import certify_network
 
 
 @pytest.mark.parametrize("n_bits", range(1, 9))
@@ -108,3 +110,90 @@ def test_accumulator_bounds_equal_brute_force(weights, bias_seed, input_range):
     )
     np.testing.assert_array_equal(low, sums.min(axis=0))
     np.testing.assert_array_equal(high, sums.max(axis=0))
+
+
+@st.composite
+def integer_networks(draw):
+    """A random 3-layer integer network: weight codes in [-4, 3], biases, and for each
+    hidden layer a shift and a table whose rows cover more than the certified interval
+    (the unreachable padding holds codes that must never count as reached)."""
+    widths = [draw(st.integers(1, 3)) for _ in range(3)] + [draw(st.integers(1, 2))]
+    weights = [
+        draw(hnp.arrays(np.int64, (n_out, n_in), elements=st.integers(-4, 3)))
+        for n_in, n_out in itertools.pairwise(widths)
+    ]
+    biases = [
+        draw(hnp.arrays(np.int64, (n_out,), elements=st.integers(-20, 20))) for n_out in widths[1:]
+    ]
+    shifts = [draw(st.integers(0, 3)) for _ in range(2)]
+    seed = draw(st.integers(0, 2**32 - 1))
+    return weights, biases, shifts, np.random.default_rng(seed)
+
+
+@settings(max_examples=80, deadline=None)
+@given(network=integer_networks(), input_range=st.sampled_from([(-2, 1), (0, 3), (-4, 3)]))
+def test_certify_network_is_sound_and_tight_over_reachable_codes(network, input_range):
+    weights, biases, shifts, rng = network
+    low_code, high_code = input_range
+    lookups = []
+
+    def tabulate(layer, certified):
+        shift = shifts[layer]
+        first, last = certified.lo >> shift, certified.hi >> shift
+        pad = 2
+        width = int((last - first).max()) + 1 + 2 * pad
+        table = rng.integers(low_code, high_code + 1, size=(len(first), width))
+        table[:, :pad] = 99  # before every row's first reachable entry: never read
+        offsets = first - pad
+        for row, span in enumerate(last - first):
+            table[row, pad + span + 1 :] = -99  # after its last reachable entry
+        lookups.append((table, offsets, shift))
+        return lookups[-1]
+
+    certificate = certify_network(
+        3, lambda layer, _: (weights[layer], biases[layer]), input_range, 12, tabulate
+    )
+    # Every input vector inside each layer's reachable codes stays in its interval, and the
+    # interval's two ends are reached.
+    for layer, certified in enumerate(certificate.layers):
+        box = itertools.product(
+            *(
+                range(lo, hi + 1)
+                for lo, hi in zip(certified.input_low, certified.input_high, strict=True)
+            )
+        )
+        sums = np.array([weights[layer] @ np.array(x) for x in box]) + biases[layer]
+        np.testing.assert_array_equal(certified.lo, sums.min(axis=0))
+        np.testing.assert_array_equal(certified.hi, sums.max(axis=0))
+    # The reachable codes of a hidden neuron are exactly its table's entries read by the
+    # accumulators of its interval.
+    for layer, (table, offsets, shift) in enumerate(lookups):
+        certified, following = certificate.layers[layer], certificate.layers[layer + 1]
+        for j in range(len(offsets)):
+            read = table[j, (np.arange(certified.lo[j], certified.hi[j] + 1) >> shift) - offsets[j]]
+            assert (following.input_low[j], following.input_high[j]) == (read.min(), read.max())
+    # The network itself, on every input code vector, stays inside the certificate.
+    codes = np.array(
+        list(itertools.product(range(low_code, high_code + 1), repeat=weights[0].shape[1]))
+    )
+    for layer, certified in enumerate(certificate.layers):
+        accumulators = codes @ weights[layer].T + biases[layer]
+        assert np.all(accumulators >= certified.lo) and np.all(accumulators <= certified.hi)
+        if layer < 2:
+            table, offsets, shift = lookups[layer]
+            index = (accumulators >> shift) - offsets
+            codes = np.take_along_axis(table, index.T, axis=1).T
+    assert certificate.max_bits == int(
+        bits_needed(
+            np.concatenate([c.lo for c in certificate.layers]),
+            np.concatenate([c.hi for c in certificate.layers]),
+        ).max()
+    )
+
+
+def test_table_output_range_refuses_a_table_that_misses_the_interval():
+    table = np.array([[0, 1, 2]])
+    with pytest.raises(ValueError, match="does not cover"):
+        table_output_range(table, np.array([0]), np.array([0]), np.array([5]), 0)
+    low, high = table_output_range(table, np.array([0]), np.array([1]), np.array([2]), 0)
+    assert (low.tolist(), high.tolist()) == ([1], [2])

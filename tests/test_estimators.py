@@ -99,14 +99,29 @@ def test_fit_exposes_a_certificate_that_holds(fitted):
 
 
 def test_fit_fails_loudly_when_the_bound_cannot_hold(iris, monkeypatch):
-    def no_repair(self):
+    def no_repair(self, layer, reach, repairs):
         with torch.no_grad():
             self.fc0.bias.fill_(1e4)
-        return {"weights_dropped": 0, "biases_clamped": 0}
 
-    monkeypatch.setattr(SparseQuantNeuralNetwork, "_repair_overflows", no_repair)
+    monkeypatch.setattr(SparseQuantNeuralNetwork, "_repair_layer", no_repair)
     with pytest.raises(RuntimeError, match="accumulator certificate violated"):
         QNNClassifier(**FAST).fit(*iris)
+
+
+def test_l1_budget_rule_fits_where_the_fan_in_cap_refuses(iris):
+    X, y = iris
+    with pytest.raises(ValueError, match="n_accum_bits=5 is too small"):
+        QNNClassifier(module__n_accum_bits=5, **FAST).fit(X, y)
+    model = QNNClassifier(module__n_accum_bits=5, module__accumulator_rule="l1_budget", **FAST).fit(
+        X, y
+    )
+    assert model.certificate_.holds and model.certificate_.max_bits <= 5
+    assert model.module_.max_active_neurons() == 0
+    assert model.score(X, y) > 0.5  # chance is 1/3; 5 bits cost accuracy (README)
+    model.partial_fit(X, y)
+    assert model.certificate_.holds and model.certificate_.max_bits <= 5
+    with pytest.raises(ValueError, match=r"accumulator_rule must be one of 'fan_in', 'l1_budget'"):
+        QNNClassifier(module__accumulator_rule="a2q", **FAST).fit(X, y)
 
 
 def test_prune_returns_a_smaller_fitted_copy_and_leaves_the_original(iris, fitted):

@@ -170,7 +170,7 @@ def test_certificate_with_observed_ranges(digits_model):
         {key: value for key, value in row.items() if key != "lookup_bits"}
         for row in model.certificate_.rows()
     ]
-    assert rows == model.module_.accumulator_certificate().rows()
+    assert rows == model.module_.accumulator_certificate(model.rounding_threshold_bits).rows()
 
 
 # ---------------------------------------------------------------------- files
@@ -184,7 +184,7 @@ def test_save_and_load_give_identical_predictions(digits_model, regressor, which
     assert loaded.certificate.rows() == model.certificate_.rows()
     with np.load(path, allow_pickle=False) as archive:
         metadata = json.loads(archive["metadata"].tobytes())
-    assert metadata["format_version"] == 2
+    assert metadata["format_version"] == 3
     assert metadata["config"]["n_accum_bits"] == 8
 
 

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 from brevitas import nn as qnn
+from brevitas.quant import Int8WeightPerChannelFloat
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from concrete_qnn import MAX_BITWIDTH_BACKWARD_COMPATIBLE, SparseQuantNeuralNetwork
-from concrete_qnn.accumulator import code_range, max_fan_in
+from concrete_qnn.accumulator import accumulator_bounds, code_range, max_fan_in, signed_range
+from concrete_qnn.qnn_module import L1BudgetMask
 
 
 def brevitas_layer_codes(net, layer):
@@ -35,18 +37,36 @@ def brevitas_layer_codes(net, layer):
     return quant_weight.int().long().tolist(), bias, inputs, unit
 
 
+def reached_codes(net, layer, unit, low, high):
+    """(min, max) of the codes Brevitas' quantizer after ``layer`` gives ``act(unit * A)``
+    over every accumulator ``A`` in ``[low, high]``: what the next layer's input reaches."""
+    with torch.no_grad():
+        values = torch.arange(int(low), int(high) + 1).double()
+        real = getattr(net, f"act{layer}")((values * unit).float())
+        codes = getattr(net, f"quant{layer + 1}")(real[:, None]).int()
+    return int(codes.min()), int(codes.max())
+
+
 def worst_case_bits(net):
-    """Every neuron's worst-case signed bit-width, in Python integers."""
-    bits = []
+    """Every neuron's worst-case signed bit-width over reachable input codes, in Python
+    integers: layer 0's inputs reach Brevitas' input codes, a later layer's input ``j`` the
+    codes ``reached_codes`` gives over neuron ``j``'s interval."""
+    bits, reach = [], None
     for layer in range(net.n_layers):
-        weights, bias, (xmin, xmax), _ = brevitas_layer_codes(net, layer)
-        for row, b in zip(weights, bias, strict=True):
-            low = b + sum(min(w * xmin, w * xmax) for w in row)
-            high = b + sum(max(w * xmin, w * xmax) for w in row)
+        weights, bias, (xmin, xmax), unit = brevitas_layer_codes(net, layer)
+        reach = reach or [(xmin, xmax)] * len(weights[0])
+        next_reach = []
+        for j, (row, b) in enumerate(zip(weights, bias, strict=True)):
+            pairs = list(zip(row, reach, strict=True))
+            low = b + sum(min(w * lo, w * hi) for w, (lo, hi) in pairs)
+            high = b + sum(max(w * lo, w * hi) for w, (lo, hi) in pairs)
             n = 1
             while not (-(2 ** (n - 1)) <= low and high <= 2 ** (n - 1) - 1):
                 n += 1
             bits.append(n)
+            if layer < net.n_layers - 1:
+                next_reach.append(reached_codes(net, layer, unit[j], low, high))
+        reach = next_reach
     return bits
 
 
@@ -79,8 +99,10 @@ def test_signature_and_defaults():
         "activation_function",
         "quant_narrow",
         "quant_signed",
+        "accumulator_rule",
     ]
     defaults = {name: p.default for name, p in parameters.items()}
+    assert defaults["accumulator_rule"] == "fan_in"
     assert defaults["n_hidden_neurons_multiplier"] == 4
     assert defaults["n_w_bits"] == 3 and defaults["n_a_bits"] == 3
     assert defaults["n_accum_bits"] == 8 == MAX_BITWIDTH_BACKWARD_COMPATIBLE
@@ -148,6 +170,11 @@ def test_quantizers_follow_the_configuration():
             r"n_a_bits=1 .* activation codes \[0, 0\]",
         ),
         ({"n_accum_bits": 4}, r"n_accum_bits=4 is too small for n_w_bits=3 and n_a_bits=3"),
+        ({"accumulator_rule": "a2q"}, r"accumulator_rule must be one of 'fan_in', 'l1_budget'"),
+        (
+            {"accumulator_rule": "l1_budget", "n_accum_bits": 3},
+            r"n_accum_bits=3 is too small for n_a_bits=3: not even a weight code of 1",
+        ),
     ],
 )
 def test_invalid_parameters_raise(kwargs, message):
@@ -306,18 +333,48 @@ def test_structured_pruning_rounds_the_count_down_and_keeps_a_neuron():
 
 # ---------------------------------------------------------------------- certificate
 def assert_certificate_matches_enumeration(net, certificate):
-    """lo/hi of every neuron equal the extremes over all input code vectors."""
+    """Each input's reachable codes are Brevitas' own, and lo/hi of every neuron equal the
+    extremes over all input code vectors inside them.
+
+    Layer 0's inputs reach the input quantizer's codes; a later layer's input ``j`` reaches
+    the codes that Brevitas' next quantizer gives to ``act(unit_j * A)`` for every ``A`` in
+    neuron ``j``'s certified interval. Every hidden code the network computes, on every
+    input code vector, lies in those ranges.
+    """
+    net.eval()
+    reach = None
     for layer, layer_certificate in enumerate(certificate.layers):
-        weights, bias, (xmin, xmax), _ = brevitas_layer_codes(net, layer)
+        weights, bias, (xmin, xmax), unit = brevitas_layer_codes(net, layer)
         weights, bias = np.array(weights), np.array(bias)
-        all_inputs = np.array(
-            list(itertools.product(range(xmin, xmax + 1), repeat=weights.shape[1]))
-        )
+        if reach is None:
+            reach = [(xmin, xmax)] * weights.shape[1]
+            first_inputs = np.array(
+                list(itertools.product(range(xmin, xmax + 1), repeat=weights.shape[1]))
+            )
+            scale = float(net.quant0.act_quant.scale())
+            with torch.no_grad():
+                codes = net.quant0(torch.as_tensor(first_inputs * scale, dtype=torch.float32))
+            np.testing.assert_array_equal(codes.int().numpy(), first_inputs)
+            hidden = torch.as_tensor(first_inputs * scale, dtype=torch.float32)
+        np.testing.assert_array_equal(layer_certificate.input_low, [low for low, _ in reach])
+        np.testing.assert_array_equal(layer_certificate.input_high, [high for _, high in reach])
+        all_inputs = np.array(list(itertools.product(*(range(lo, hi + 1) for lo, hi in reach))))
         sums = all_inputs @ weights.T + bias
         np.testing.assert_array_equal(layer_certificate.lo, sums.min(axis=0))
         np.testing.assert_array_equal(layer_certificate.hi, sums.max(axis=0))
         np.testing.assert_array_equal(layer_certificate.fan_in, (weights != 0).sum(axis=1))
-        assert layer_certificate.input_range == (xmin, xmax)
+        with torch.no_grad():
+            quant = getattr(net, f"quant{layer}")
+            hidden_codes = quant(hidden).int().numpy()
+        assert np.all(hidden_codes >= layer_certificate.input_low)
+        assert np.all(hidden_codes <= layer_certificate.input_high)
+        if layer < net.n_layers - 1:
+            with torch.no_grad():
+                hidden = getattr(net, f"act{layer}")(getattr(net, f"fc{layer}")(quant(hidden)))
+            reach = [
+                reached_codes(net, layer, unit[j], layer_certificate.lo[j], layer_certificate.hi[j])
+                for j in range(weights.shape[0])
+            ]
 
 
 @pytest.mark.parametrize(
@@ -383,7 +440,8 @@ def test_weights_over_the_bound_are_dropped_when_pruning_was_bypassed():
     net.make_pruning_permanent()
     with torch.no_grad():  # undo the fan-in cap behind the module's back
         net.fc0.weight[:] = torch.linspace(-1, 1, 90).reshape(3, 30)
-    repairs = net._repair_overflows()
+    repairs = {"weights_dropped": 0, "biases_clamped": 0}
+    net._repair_layer(0, net.input_code_range, repairs)
     assert repairs["weights_dropped"] > 0
     assert max(worst_case_bits(net)) <= 8
 
@@ -402,6 +460,7 @@ def test_weights_over_the_bound_are_dropped_when_pruning_was_bypassed():
     bias_magnitude=st.sampled_from([0.0, 1.0, 100.0, 1e6]),
     prune_fraction=st.sampled_from([0.0, 0.25]),
     seed=st.integers(0, 2**16),
+    rule=st.sampled_from(["fan_in", "l1_budget"]),
 )
 def test_every_accumulator_fits_after_permanent_pruning(
     n_w_bits,
@@ -416,10 +475,14 @@ def test_every_accumulator_fits_after_permanent_pruning(
     bias_magnitude,
     prune_fraction,
     seed,
+    rule,
 ):
     weights = code_range(n_w_bits, True, narrow)
     inputs = code_range(n_a_bits, signed, narrow)
-    assume(max_fan_in(weights, inputs, n_accum_bits) >= 1)
+    if rule == "fan_in":
+        assume(max_fan_in(weights, inputs, n_accum_bits) >= 1)
+    else:
+        assume(max(-inputs[0], inputs[1]) <= 2 ** (n_accum_bits - 1) - 1)
     assume(n_layers == 1 or int(input_dim * multiplier) >= 1)
     torch.manual_seed(seed)
     net = SparseQuantNeuralNetwork(
@@ -433,6 +496,7 @@ def test_every_accumulator_fits_after_permanent_pruning(
         n_prune_neurons_percentage=prune_fraction,
         quant_narrow=narrow,
         quant_signed=signed,
+        accumulator_rule=rule,
     )
     with torch.no_grad():
         for fc in net.linear_layers():
@@ -446,3 +510,78 @@ def test_every_accumulator_fits_after_permanent_pruning(
     recomputed = worst_case_bits(net)
     assert max(recomputed) <= n_accum_bits
     assert certificate.max_bits == max(recomputed)
+
+
+# ---------------------------------------------------------------------- the L1-budget rule
+@settings(max_examples=60, deadline=None)
+@given(
+    n_out=st.integers(1, 4),
+    n_in=st.integers(1, 12),
+    n_accum_bits=st.integers(5, 9),
+    input_range=st.sampled_from([(-4, 3), (0, 3), (0, 7)]),
+    bias=st.integers(-3, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_l1_budget_mask_keeps_the_largest_weights_whose_codes_fit(
+    n_out, n_in, n_accum_bits, input_range, bias, seed
+):
+    weight = torch.randn(n_out, n_in, generator=torch.Generator().manual_seed(seed))
+    low, high = input_range
+    accum = signed_range(n_accum_bits)
+    mask = L1BudgetMask(n_out, n_in, (-4, 3), np.full(n_in, low), np.full(n_in, high), accum)
+    fc = qnn.QuantLinear(
+        n_in,
+        n_out,
+        bias=False,
+        weight_quant=Int8WeightPerChannelFloat,
+        weight_bit_width=3,
+        weight_narrow_range=False,
+    )
+    with torch.no_grad():
+        fc.weight.copy_(weight)
+        quant_weight = fc.quant_weight()  # the codes Brevitas gives, [-4, 3]
+    codes = quant_weight.int().long().numpy()
+    scale = quant_weight.scale.reshape(-1)
+    mask.bias_units = torch.full((n_out,), float(bias)) * scale  # bias codes: bias
+    keep = mask.keep(weight).numpy().astype(bool)
+    bias_codes = np.full(n_out, bias, dtype=np.int64)
+    for j in range(n_out):
+        order = np.argsort(-np.abs(weight[j].numpy()), kind="stable")
+        kept = np.flatnonzero(keep[j])
+        assert order[0] in kept  # the largest weight sets the scale: always kept
+        assert set(kept) == set(order[: len(kept)])  # the largest ones, a prefix
+        lo, hi = accumulator_bounds(codes[j : j + 1] * keep[j], bias_codes[j : j + 1], input_range)
+        if len(kept) > 1:
+            assert accum[0] <= lo[0] and hi[0] <= accum[1]
+        if len(kept) < n_in:  # one more weight would not fit
+            more = keep[j].copy()
+            more[order[len(kept)]] = True
+            lo, hi = accumulator_bounds(codes[j : j + 1] * more, bias_codes[j : j + 1], input_range)
+            assert lo[0] < accum[0] or hi[0] > accum[1]
+
+
+def test_l1_budget_builds_where_no_fan_in_fits_and_keeps_max_active_neurons():
+    net = SparseQuantNeuralNetwork(8, 2, 2, n_accum_bits=5, accumulator_rule="l1_budget")
+    assert net.max_active_neurons() == 0  # its meaning: the fan-in rule fits none
+    train_steps(net, 8, steps=5)
+    net.enable_pruning()
+    train_steps(net, 8, steps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        certificate = net.make_pruning_permanent()
+    assert certificate.holds and certificate.max_bits <= 5
+    assert max(worst_case_bits(net)) <= 5
+
+
+def test_l1_budget_keeps_more_weights_per_neuron_than_the_fan_in_cap():
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(30, 2, 3, n_accum_bits=8, accumulator_rule="l1_budget")
+    net.enable_pruning()
+    train_steps(net, 30, steps=20, lr=0.01)
+    certificate = net.make_pruning_permanent()
+    assert net.pruning_repairs["weights_dropped"] == 0  # the masks kept what fits
+    assert certificate.holds
+    # hidden inputs are ReLU outputs, codes [0, 3]: the certificate reads them so
+    assert certificate.layers[1].input_range == (0, 3)
+    assert max(layer.fan_in.max() for layer in certificate.layers) > net.max_active_neurons()
+    assert max(worst_case_bits(net)) <= 8
