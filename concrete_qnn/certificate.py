@@ -174,11 +174,13 @@ def certify_network(
         Integer codes of a layer, int64 (n_out, n_in) and (n_out,), given the codes its
         inputs reach (two ints for layer 0, two int64 arrays (n_in,) after it; a caller
         may repair the layer against them).
-    input_range : (int, int), the first layer's input codes
+    input_range : (int, int), the input quantizers' codes (every layer's quantizer has them)
     n_accum_bits : int, the bound the certificate is checked against
-    tabulate : callable ``(layer, LayerCertificate) -> (table, offsets, shift)``
+    tabulate : callable ``(layer, LayerCertificate) -> (table, offsets, shift) or None``
         The table a hidden layer's lookup uses, as ``IntegerModel`` stores it: int64
-        (n_out, width), int64 (n_out,) and the low bits dropped. It may raise ValueError.
+        (n_out, width), int64 (n_out,) and the low bits dropped; or None for no table (the
+        next layer's inputs then reach every code of ``input_range``). It may raise
+        ValueError.
 
     Raises
     ------
@@ -190,7 +192,14 @@ def certify_network(
     for layer in range(n_layers):
         weights, bias = layer_codes(layer, reach)
         layers.append(LayerCertificate.from_codes(f"fc{layer}", weights, bias, reach))
-        if layer < n_layers - 1:
-            table, offsets, shift = tabulate(layer, layers[-1])
+        if layer == n_layers - 1:
+            break
+        # A layer over the bound (the certificate fails) gets no table: its width grows
+        # with the overflow.
+        lookup = None if layers[-1].bits.max() > n_accum_bits else tabulate(layer, layers[-1])
+        if lookup is None:  # no table: the next layer's inputs may reach every code
+            reach = input_range
+        else:
+            table, offsets, shift = lookup
             reach = table_output_range(table, offsets, layers[-1].lo, layers[-1].hi, shift)
     return AccumulatorCertificate(tuple(layers), int(n_accum_bits))

@@ -619,7 +619,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         if self.pruning_enabled:
             raise ValueError("make_pruning_permanent() first: pruning masks are still attached")
         lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
-        _, codes, lookups = self._certify(lookup_bits)
+        _, codes, lookups = self._certify(lookup_bits, build_tables=True)
         with self._eval_mode():
             input_scale = float(self.quant0.act_quant.scale())
         return IntegerModel(
@@ -652,11 +652,16 @@ class SparseQuantNeuralNetwork(nn.Module):
         lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
         return self._certify(lookup_bits)[0]
 
-    def _certify(self, lookup_bits: list, repairs: dict | None = None) -> tuple:
+    def _certify(
+        self, lookup_bits: list, repairs: dict | None = None, build_tables: bool = False
+    ) -> tuple:
         """Certificate, layer codes and tables, computed layer by layer.
 
         With ``repairs`` (a dict of counts), each layer is first repaired to fit
-        ``n_accum_bits`` over the codes its inputs reach (``_repair_layer``).
+        ``n_accum_bits`` over the codes its inputs reach (``_repair_layer``). Without
+        ``build_tables``, a table that would read more than ``MAX_LOOKUP_BITS`` bits is not
+        built (it could never be): the next layer's inputs are then taken to reach every
+        code, which is still a proof.
 
         Returns
         -------
@@ -673,6 +678,11 @@ class SparseQuantNeuralNetwork(nn.Module):
             return codes[-1][:2]
 
         def tabulate(layer, certified):
+            bits = int(certified.bits.max())
+            if not build_tables and bits - lsbs_to_remove(bits, lookup_bits[layer]) > (
+                MAX_LOOKUP_BITS
+            ):
+                return None
             lookups.append(self._table(layer, certified, codes[layer][2], lookup_bits[layer]))
             return lookups[-1]
 
