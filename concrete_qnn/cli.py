@@ -218,7 +218,7 @@ def train(args) -> None:
         f"{args.epochs} epochs in {seconds:.1f} s"
     )
     print(f"held-out {metric}: {score:.4f}")
-    print("accumulator certificate (worst case over every input code):")
+    print("accumulator certificate (worst case over every reachable input code):")
     print(model.certificate.to_text())
     if args.output is not None:
         model.save(args.output)
