@@ -1,6 +1,7 @@
 """Test configuration: deterministic hypothesis runs on CI; shared data."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -9,9 +10,30 @@ from hypothesis import settings
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 
+_EXIT_STATUS = pytest.StashKey[int]()
+
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Exit with pytest's status when it is not 0, before the interpreter shuts down.
+
+    Once concrete-python's runtime has executed a circuit, the process exits with status 0
+    whatever Python asks (measured with concrete-python 2.11: ``sys.exit(3)`` after
+    ``encrypt_run_decrypt`` exits 0), so a run with failing tests would look green.
+    """
+    status = config.stash.get(_EXIT_STATUS, 0)
+    if status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 @pytest.fixture(scope="session")
