@@ -361,6 +361,15 @@ def test_the_zip_served_at_get_client_is_a_client_artifact(deployed, tmp_path):
     (tmp_path / "not.zip").write_bytes(b"PK" + b"\0" * 100)
     with pytest.raises(ValueError, match="neither a client artifact directory nor a zip"):
         FHEClient(tmp_path / "not.zip")
+    served = (tmp_path / "client.zip").read_bytes()
+    for position in range(30, len(served), max(1, len(served) // 200)):
+        damaged = bytearray(served)
+        damaged[position] ^= 0xFF
+        (tmp_path / "damaged.zip").write_bytes(bytes(damaged))
+        try:
+            FHEClient(tmp_path / "damaged.zip")
+        except ValueError:
+            pass  # refused with a message; anything else fails the test
     with zipfile.ZipFile(tmp_path / "partial.zip", "w") as partial:
         partial.writestr("client.json", (directory / "client" / "client.json").read_bytes())
     with pytest.raises(ValueError, match="is not an FHE client artifact"):

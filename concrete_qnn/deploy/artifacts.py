@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -271,8 +272,8 @@ def _client_files(path: Path) -> dict[str, bytes]:
                 return files
         except KeyError as error:
             raise ValueError(f"{path} is not an FHE client artifact: {error}") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as error:
-            raise ValueError(f"{path} is damaged: {error}") from None
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as error:
+            raise ValueError(f"{path} is damaged: {error!r}") from None
     _require_directory(path, "client.json", "client")
     return {name: _read_bytes(path / name) for name in CLIENT_FILES}
 
