@@ -252,17 +252,13 @@ class IntegerModel:
         self, layer: int, layer_certificate: LayerCertificate
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Table, offsets and dropped bits of hidden layer ``layer``, checked against its
-        certified interval: the layer fits ``n_accum_bits``, the shift fits its width, every
-        certified value is covered and every code is an input code."""
+        certified interval (``certify_network`` asks only for layers within ``n_accum_bits``):
+        the shift fits its width, every certified value is covered and every code is an input
+        code."""
         low, high = self.input_range
         table, offsets = self.tables[layer], self.table_offsets[layer]
         shift = self.lsbs_to_remove[layer]
         layer_bits = int(layer_certificate.bits.max())
-        if layer_bits > self.config["n_accum_bits"]:
-            raise ValueError(
-                f"the weights break the accumulator bound: a neuron of fc{layer} needs "
-                f"{layer_bits} bits, n_accum_bits is {self.config['n_accum_bits']}"
-            )
         if (
             isinstance(shift, bool)
             or not isinstance(shift, (int, np.integer))

@@ -679,10 +679,15 @@ class SparseQuantNeuralNetwork(nn.Module):
 
         def tabulate(layer, certified):
             bits = int(certified.bits.max())
-            if not build_tables and bits - lsbs_to_remove(bits, lookup_bits[layer]) > (
-                MAX_LOOKUP_BITS
-            ):
-                return None
+            read = bits - lsbs_to_remove(bits, lookup_bits[layer])
+            if read > MAX_LOOKUP_BITS:
+                if not build_tables:
+                    return None
+                raise ValueError(
+                    f"fc{layer}'s table would read {read} bits of its accumulator (2^{read} "
+                    f"entries per neuron); tables read at most {MAX_LOOKUP_BITS} bits: "
+                    f"set rounding_threshold_bits to at most {MAX_LOOKUP_BITS}"
+                )
             lookups.append(self._table(layer, certified, codes[layer][2], lookup_bits[layer]))
             return lookups[-1]
 
@@ -704,13 +709,6 @@ class SparseQuantNeuralNetwork(nn.Module):
         """
         lo, hi = layer_certificate.lo[:, None], layer_certificate.hi[:, None]
         shift = lsbs_to_remove(layer_certificate.bits.max(), lookup_bits)
-        read = int(layer_certificate.bits.max()) - shift
-        if read > MAX_LOOKUP_BITS:
-            raise ValueError(
-                f"fc{layer}'s table would read {read} bits of its accumulator (2^{read} "
-                f"entries per neuron); tables read at most {MAX_LOOKUP_BITS} bits: "
-                f"set rounding_threshold_bits to at most {MAX_LOOKUP_BITS}"
-            )
         first = lo >> shift
         width = int(((hi >> shift) - first).max()) + 1
         next_scale = getattr(self, f"quant{layer + 1}").act_quant.scale().cpu()
