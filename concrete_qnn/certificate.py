@@ -33,7 +33,9 @@ class LayerCertificate:
     lo, hi : int64 arrays, shape (n_out,)
         Worst-case accumulator interval per neuron, in accumulator units.
     bits : int64 array, shape (n_out,)
-        Signed bit-width each neuron's interval needs.
+        Signed bit-width each neuron needs: its interval's, and that of its weighted sum
+        before the bias is added (``[lo - B, hi - B]``), which the FHE circuit holds too
+        (concrete-python gives an addition's operands the width of its result).
     observed : (int, int) or None
         Smallest and largest accumulator seen on data, when measured.
     lookup_bits : int or None
@@ -80,8 +82,10 @@ class LayerCertificate:
             for end in input_range
         )
         lo, hi = accumulator_bounds(weights, bias_codes, (low, high))
+        bias = np.asarray(bias_codes, dtype=np.int64)
+        bits = np.maximum(bits_needed(lo, hi), bits_needed(lo - bias, hi - bias))
         fan_in = np.count_nonzero(weights, axis=1)
-        return cls(name, low, high, fan_in, lo, hi, bits_needed(lo, hi))
+        return cls(name, low, high, fan_in, lo, hi, bits)
 
 
 @dataclass(frozen=True)

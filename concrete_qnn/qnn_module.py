@@ -97,8 +97,9 @@ class L1BudgetMask(NeuronMask):
     reachable codes, a per-neuron L1 norm bound as in A2Q (Colbert et al. 2023, "A2Q:
     Accumulator-Aware Quantization with Guaranteed Overflow Avoidance"). Here it is met by
     selection rather than by A2Q's weight normalization: the weights are taken largest first
-    (by magnitude), as long as the running interval fits, so many small codes fit where few
-    large ones would. The largest weight is always kept (it sets the scale).
+    (by magnitude), as long as the running interval fits, with the bias and without it (the
+    FHE circuit holds the sum before the bias too), so many small codes fit where few large
+    ones would. The largest weight is always kept (it sets the scale).
 
     Codes are computed as Brevitas' per-channel max-abs weight quantizer computes them:
     ``clip(round(w / s), wmin, wmax)`` with ``s = max|w_row| / max(-wmin, wmax)``. The bias,
@@ -132,9 +133,11 @@ class L1BudgetMask(NeuronMask):
         if self.bias_units is not None:
             bias = torch.round(self.bias_units.to(weight) / scale[:, 0])
         order = weight.abs().argsort(dim=1, descending=True)
-        high = torch.maximum(at_low, at_high).gather(1, order).cumsum(1) + bias[:, None]
-        low = torch.minimum(at_low, at_high).gather(1, order).cumsum(1) + bias[:, None]
-        fits = (high <= self.accum_high) & (low >= self.accum_low)
+        high = torch.maximum(at_low, at_high).gather(1, order).cumsum(1)
+        low = torch.minimum(at_low, at_high).gather(1, order).cumsum(1)
+        fits = torch.ones_like(high, dtype=torch.bool)
+        for offset in (bias[:, None], 0.0):  # the sum before the bias must fit too
+            fits &= (high + offset <= self.accum_high) & (low + offset >= self.accum_low)
         fits[:, 0] = True
         fits = fits.int().cummin(dim=1).values.to(weight.dtype)
         return torch.zeros_like(weight).scatter_(1, order, fits)
@@ -163,7 +166,8 @@ class SparseQuantNeuralNetwork(nn.Module):
     n_outputs : int
         Number of output units (classes or regression targets).
     n_hidden_neurons_multiplier : float
-        Hidden width is ``int(input_dim * n_hidden_neurons_multiplier)``.
+        Hidden width is ``int(input_dim * n_hidden_neurons_multiplier)``, at least
+        ``n_hidden_neurons_min``.
     n_w_bits, n_a_bits : int
         Bits of weight codes and of activation (and input) codes.
     n_accum_bits : int
@@ -184,6 +188,10 @@ class SparseQuantNeuralNetwork(nn.Module):
         ReLU are never negative), fit with the bias (``L1BudgetMask``; A2Q's per-neuron L1
         bound, Colbert et al. 2023), so many small weights fit where few large ones do.
         Either way ``make_pruning_permanent`` certifies the result exactly.
+    n_hidden_neurons_min : int >= 0
+        Fewest neurons per hidden layer (before structured pruning); 0, the default, keeps
+        the width ``input_dim * n_hidden_neurons_multiplier``. Few features make narrow
+        layers that cannot bend a boundary (2 features give 8 neurons).
 
     Raises
     ------
@@ -207,6 +215,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         quant_narrow=False,
         quant_signed=True,
         accumulator_rule="fan_in",
+        n_hidden_neurons_min=0,
     ):
         super().__init__()
         self.input_dim = _positive_int("input_dim", input_dim)
@@ -221,9 +230,10 @@ class SparseQuantNeuralNetwork(nn.Module):
         self.quant_narrow = bool(quant_narrow)
         self.quant_signed = bool(quant_signed)
         self.accumulator_rule = accumulator_rule
+        self.n_hidden_neurons_min = n_hidden_neurons_min
         self._validate()
 
-        hidden = int(self.input_dim * self.n_hidden_neurons_multiplier)
+        hidden = self.hidden_width
         widths = [self.input_dim] + [hidden] * (self.n_layers - 1) + [self.n_outputs]
         act_quant = Int8ActPerTensorFloat if self.quant_signed else Uint8ActPerTensorFloat
         for i in range(self.n_layers):
@@ -240,16 +250,26 @@ class SparseQuantNeuralNetwork(nn.Module):
                 setattr(self, f"act{i}", self.activation_function())
         self.neurons_pruned = False
         self.pruning_repairs = {"weights_dropped": 0, "biases_clamped": 0}
+        self._lookup_shifts = [0] * (self.n_layers - 1)  # set by rounded_lookups
 
     # ------------------------------------------------------------------ construction
     def _validate(self) -> None:
+        if isinstance(self.n_hidden_neurons_min, bool) or not (
+            isinstance(self.n_hidden_neurons_min, numbers.Integral)
+            and self.n_hidden_neurons_min >= 0
+        ):
+            raise ValueError(
+                f"n_hidden_neurons_min must be an integer >= 0, got {self.n_hidden_neurons_min!r}"
+            )
         if self.n_layers > 1:
             hidden = self.input_dim * self.n_hidden_neurons_multiplier
-            if not np.isfinite(hidden) or int(hidden) < 1:
+            if not np.isfinite(hidden) or max(int(hidden), self.n_hidden_neurons_min) < 1:
                 raise ValueError(
                     "n_hidden_neurons_multiplier must make the hidden width "
-                    f"int(input_dim * multiplier) >= 1, got input_dim={self.input_dim} and "
-                    f"n_hidden_neurons_multiplier={self.n_hidden_neurons_multiplier}"
+                    f"max(int(input_dim * multiplier), n_hidden_neurons_min) >= 1, got "
+                    f"input_dim={self.input_dim}, n_hidden_neurons_multiplier="
+                    f"{self.n_hidden_neurons_multiplier} and n_hidden_neurons_min="
+                    f"{self.n_hidden_neurons_min}"
                 )
         if not 0.0 <= self.n_prune_neurons_percentage < 1.0:
             raise ValueError(
@@ -301,6 +321,13 @@ class SparseQuantNeuralNetwork(nn.Module):
             weight_narrow_range=self.quant_narrow,
             bias_quant=Int32Bias,
         )
+
+    @property
+    def hidden_width(self) -> int:
+        """Neurons of each hidden layer before structured pruning:
+        ``max(int(input_dim * n_hidden_neurons_multiplier), n_hidden_neurons_min)``."""
+        scaled = int(self.input_dim * self.n_hidden_neurons_multiplier)
+        return max(scaled, self.n_hidden_neurons_min)
 
     @property
     def weight_code_range(self) -> tuple[int, int]:
@@ -367,7 +394,7 @@ class SparseQuantNeuralNetwork(nn.Module):
                 if masked:
                     self.neurons_pruned = True  # the saved masks are loaded below
                     self.enable_pruning()
-                full = int(self.input_dim * self.n_hidden_neurons_multiplier)
+                full = self.hidden_width
                 rows = (f"fc{i}.parametrizations.weight.0.row_keep" for i in range(self.n_layers))
                 self.neurons_pruned = any(width < full for width in widths[1:-1]) or any(
                     bool((state_dict[key] == 0).any()) for key in rows if key in state_dict
@@ -387,10 +414,55 @@ class SparseQuantNeuralNetwork(nn.Module):
             x, fc = getattr(self, f"quant{i}")(x), getattr(self, f"fc{i}")
             if budgets:  # the bias counts against the budget, in units of the input scale
                 fc.parametrizations.weight[0].bias_units = (fc.bias / x.scale).detach()
+            shift = self._lookup_shifts[i] if i < self.n_layers - 1 else 0
+            input_scale = x.scale if shift else None
             x = fc(x)
             if i < self.n_layers - 1:
+                if shift:
+                    x = self._read_as_table(x, fc, input_scale, shift)
                 x = getattr(self, f"act{i}")(x)
         return x
+
+    @contextlib.contextmanager
+    def rounded_lookups(self, rounding_threshold_bits):
+        """Within the block, forward passes read hidden accumulators as rounded tables do.
+
+        Each hidden layer's output (its accumulator ``A`` times the accumulator scale) is
+        replaced, before the activation, by the centre of ``A``'s bucket
+        ``floor(A / 2^k)``, ``k = lsbs_to_remove(n_accum_bits, lookup_bits)``: what the
+        integer model's table reads with ``to_integer_model(...,
+        rounding_threshold_bits)``, with the widest shift the bound allows (a layer
+        certified narrower reads finer buckets). The gradient passes straight through
+        (the straight-through estimator, Bengio et al. 2013, "Estimating or Propagating
+        Gradients Through Stochastic Neurons"), so training learns weights and scales
+        whose outputs survive the rounding. The estimators train inside this block.
+
+        Parameters
+        ----------
+        rounding_threshold_bits : None, int >= 1, or one such entry per hidden layer
+
+        Raises
+        ------
+        ValueError
+            If ``rounding_threshold_bits`` is invalid (``lookup_bits_per_layer``).
+        """
+        lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
+        previous = self._lookup_shifts
+        self._lookup_shifts = [lsbs_to_remove(self.n_accum_bits, bits) for bits in lookup_bits]
+        try:
+            yield self
+        finally:
+            self._lookup_shifts = previous
+
+    @staticmethod
+    def _read_as_table(x, fc, input_scale, shift: int) -> torch.Tensor:
+        """``x`` (N, n_out) with each accumulator moved to its bucket's centre; the
+        gradient is the identity."""
+        with torch.no_grad():
+            scale = (fc.quant_weight().scale.reshape(-1) * input_scale.reshape(-1)).detach()
+            accumulator = torch.round(x / scale)
+            centre = (torch.floor(accumulator / 2**shift) * 2**shift + (2**shift - 1) / 2) * scale
+        return x + (centre - x).detach()
 
     # ------------------------------------------------------------------ pruning
     def max_active_neurons(self) -> int:
@@ -530,17 +602,16 @@ class SparseQuantNeuralNetwork(nn.Module):
     def _repair_layer(self, layer: int, reach: tuple, repairs: dict[str, int]) -> None:
         """Make every neuron of ``layer`` fit ``n_accum_bits`` over the input codes ``reach``.
 
-        A neuron that does not fit loses its smallest weights while its weights alone span
-        more than the accumulator's range, then its bias is clamped into the range left;
-        a neuron that fits is left alone. ``repairs`` counts dropped weights and clamped
-        biases."""
+        A neuron that does not fit loses its smallest weights while its weighted sum alone
+        (before the bias, which the FHE circuit holds too) leaves the accumulator's range,
+        then its bias is clamped into the range left; a neuron that fits is left alone.
+        ``repairs`` counts dropped weights and clamped biases."""
         accum_low, accum_high = signed_range(self.n_accum_bits)
         fc = getattr(self, f"fc{layer}")
         while True:
             weights, bias, bias_scale = self._layer_codes(layer)
             low, high = accumulator_bounds(weights, np.zeros_like(bias), reach)
-            outside = (low + bias < accum_low) | (high + bias > accum_high)
-            over = np.flatnonzero(outside & (high - low > accum_high - accum_low))
+            over = np.flatnonzero((low < accum_low) | (high > accum_high))
             if over.size == 0:
                 break
             with torch.no_grad():

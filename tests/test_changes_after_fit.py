@@ -17,7 +17,12 @@ import concrete_qnn.fhe
 import concrete_qnn.onnx_export
 from concrete_qnn import QNNClassifier, QNNRegressor, load
 
-SMALL = {"max_epochs": 3, "random_state": 0, "module__n_hidden_neurons_multiplier": 1}
+SMALL = {
+    "max_epochs": 3,
+    "random_state": 0,
+    "module__n_hidden_neurons_multiplier": 1,
+    "module__n_hidden_neurons_min": 0,
+}
 
 # set_params changes on a fitted estimator; module__* ones describe another network
 CHANGES = {

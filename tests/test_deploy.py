@@ -37,6 +37,7 @@ def tiny(X, y, n_accum_bits=6):
         max_epochs=10,
         module__n_layers=2,
         module__n_hidden_neurons_multiplier=1,
+        module__n_hidden_neurons_min=0,
         module__n_w_bits=2,
         module__n_a_bits=2,
         module__n_accum_bits=n_accum_bits,
@@ -118,7 +119,12 @@ def regressor_artifacts(iris, tmp_path_factory):
     """A regressor whose integer model standardizes features and targets, and its client
     artifact as read back (no keys needed: the clear ends only)."""
     X, y = iris
-    model = QNNRegressor(random_state=0, max_epochs=3, module__n_hidden_neurons_multiplier=1)
+    model = QNNRegressor(
+        random_state=0,
+        max_epochs=3,
+        module__n_hidden_neurons_multiplier=1,
+        module__n_hidden_neurons_min=0,
+    )
     model.fit(X, y.astype(float)).compile(X[:10])
     integer = model.integer_model_.with_standardization(
         np.linspace(-1, 1, 4), np.linspace(0.5, 2, 4), 5.0, 2.0, list("abcd")

@@ -13,7 +13,12 @@ from concrete_qnn import QNNClassifier, QNNRegressor
 def compiled(iris):
     """A tiny classifier (4 hidden neurons a layer) keeps key generation short."""
     X, y = iris
-    model = QNNClassifier(random_state=0, max_epochs=10, module__n_hidden_neurons_multiplier=1)
+    model = QNNClassifier(
+        random_state=0,
+        max_epochs=10,
+        module__n_hidden_neurons_multiplier=1,
+        module__n_hidden_neurons_min=0,
+    )
     return model.fit(X, y).compile(X[:20])
 
 
@@ -61,7 +66,12 @@ def test_execute_equals_disable_and_keys_are_made_once(compiled, iris, monkeypat
 
 def test_regressor_compiles_and_simulates(iris):
     X, y = iris
-    model = QNNRegressor(random_state=0, max_epochs=5, module__n_hidden_neurons_multiplier=1)
+    model = QNNRegressor(
+        random_state=0,
+        max_epochs=5,
+        module__n_hidden_neurons_multiplier=1,
+        module__n_hidden_neurons_min=0,
+    )
     model.fit(X, y.astype(float)).compile(X)
     np.testing.assert_array_equal(model.predict(X, fhe="simulate"), model.predict(X))
 
@@ -77,7 +87,12 @@ def test_uncompiled_and_unknown_modes_are_refused(iris, compiled):
 
 def test_a_refit_needs_a_new_compile(iris):
     X, y = iris
-    model = QNNClassifier(random_state=0, max_epochs=2, module__n_hidden_neurons_multiplier=1)
+    model = QNNClassifier(
+        random_state=0,
+        max_epochs=2,
+        module__n_hidden_neurons_multiplier=1,
+        module__n_hidden_neurons_min=0,
+    )
     model.fit(X, y).compile(X[:5]).fit(X, y)
     with pytest.raises(RuntimeError, match="not compiled"):
         model.predict(X, fhe="simulate")

@@ -100,9 +100,11 @@ def test_signature_and_defaults():
         "quant_narrow",
         "quant_signed",
         "accumulator_rule",
+        "n_hidden_neurons_min",
     ]
     defaults = {name: p.default for name, p in parameters.items()}
     assert defaults["accumulator_rule"] == "fan_in"
+    assert defaults["n_hidden_neurons_min"] == 0  # the seed's width rule
     assert defaults["n_hidden_neurons_multiplier"] == 4
     assert defaults["n_w_bits"] == 3 and defaults["n_a_bits"] == 3
     assert defaults["n_accum_bits"] == 8 == MAX_BITWIDTH_BACKWARD_COMPATIBLE
@@ -129,6 +131,18 @@ def test_layer_names_types_and_shapes():
     assert net(torch.randn(7, 5)).shape == (7, 2)
     sigmoid = SparseQuantNeuralNetwork(5, 2, 1, activation_function=torch.nn.Sigmoid)
     assert isinstance(sigmoid.act0, torch.nn.Sigmoid)
+
+
+@pytest.mark.parametrize(
+    ("input_dim", "multiplier", "minimum", "width"),
+    [(2, 4, 0, 8), (2, 4, 64, 64), (30, 4, 64, 120), (5, 0.1, 3, 3), (16, 4, 64, 64)],
+)
+def test_hidden_width_is_at_least_n_hidden_neurons_min(input_dim, multiplier, minimum, width):
+    net = SparseQuantNeuralNetwork(
+        input_dim, 3, 2, n_hidden_neurons_multiplier=multiplier, n_hidden_neurons_min=minimum
+    )
+    assert net.hidden_width == width
+    assert net.layer_widths() == [input_dim, width, width, 2]
 
 
 def test_quantizers_follow_the_configuration():
@@ -159,6 +173,8 @@ def test_quantizers_follow_the_configuration():
             {"n_hidden_neurons_multiplier": 0.1},
             r"n_hidden_neurons_multiplier must make the hidden width .* >= 1",
         ),
+        ({"n_hidden_neurons_min": -1}, r"n_hidden_neurons_min must be an integer >= 0, got -1"),
+        ({"n_hidden_neurons_min": 2.5}, r"n_hidden_neurons_min must be an integer >= 0"),
         ({"n_prune_neurons_percentage": 1.0}, r"n_prune_neurons_percentage must be in \[0, 1\)"),
         ({"n_prune_neurons_percentage": -0.1}, r"n_prune_neurons_percentage must be in \[0, 1\)"),
         ({"activation_function": torch.nn.ReLU()}, r"activation_function must be a torch.nn"),
