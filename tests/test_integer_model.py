@@ -293,7 +293,8 @@ def named(tmp_path_factory):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"age": rng.normal(size=200), "income": rng.normal(size=200)})
     y = (frame["income"] > 0).to_numpy().astype(int)
-    model = QNNClassifier(random_state=0, max_epochs=5, lr=0.05).fit(frame, y)
+    model = QNNClassifier(random_state=0, max_epochs=5, lr=0.05, module__n_hidden_neurons_min=0)
+    model.fit(frame, y)
     assert np.mean(model.predict(frame) == y) > 0.85
     path = tmp_path_factory.mktemp("named") / "named.npz"
     model.save(path)

@@ -49,8 +49,9 @@ def reached_codes(net, layer, unit, low, high):
 
 def worst_case_bits(net):
     """Every neuron's worst-case signed bit-width over reachable input codes, in Python
-    integers: layer 0's inputs reach Brevitas' input codes, a later layer's input ``j`` the
-    codes ``reached_codes`` gives over neuron ``j``'s interval."""
+    integers, of its accumulator and of its weighted sum before the bias (the FHE circuit
+    holds both): layer 0's inputs reach Brevitas' input codes, a later layer's input ``j``
+    the codes ``reached_codes`` gives over neuron ``j``'s interval."""
     bits, reach = [], None
     for layer in range(net.n_layers):
         weights, bias, (xmin, xmax), unit = brevitas_layer_codes(net, layer)
@@ -61,7 +62,7 @@ def worst_case_bits(net):
             low = b + sum(min(w * lo, w * hi) for w, (lo, hi) in pairs)
             high = b + sum(max(w * lo, w * hi) for w, (lo, hi) in pairs)
             n = 1
-            while not (-(2 ** (n - 1)) <= low and high <= 2 ** (n - 1) - 1):
+            while not (-(2 ** (n - 1)) <= min(low, low - b) and max(high, high - b) < 2 ** (n - 1)):
                 n += 1
             bits.append(n)
             if layer < net.n_layers - 1:
