@@ -33,6 +33,42 @@ DATASETS = {
     "diabetes": (lambda: datasets.load_diabetes(return_X_y=True), "regression"),
 }
 
+# The extended suite: few features, curved boundaries, small row counts (issue #16).
+EXTENDED_DATASETS = {
+    "classification_150x4": (
+        lambda: datasets.make_classification(
+            150,
+            n_features=4,
+            n_informative=3,
+            n_redundant=0,
+            n_classes=3,
+            n_clusters_per_class=1,
+            random_state=3,
+        ),
+        "classification",
+    ),
+    "circles": (
+        lambda: datasets.make_circles(1000, noise=0.1, factor=0.5, random_state=0),
+        "classification",
+    ),
+    "gaussian_quantiles": (
+        lambda: datasets.make_gaussian_quantiles(
+            n_samples=1500, n_features=6, n_classes=3, random_state=0
+        ),
+        "classification",
+    ),
+    "hastie_10_2": (lambda: datasets.make_hastie_10_2(2000, random_state=0), "classification"),
+    "friedman2": (
+        lambda: datasets.make_friedman2(1000, noise=10.0, random_state=0),
+        "regression",
+    ),
+    "friedman3": (
+        lambda: datasets.make_friedman3(1000, noise=0.05, random_state=0),
+        "regression",
+    ),
+}
+ALL_DATASETS = {**DATASETS, **EXTENDED_DATASETS}
+
 
 class FloatMLP(torch.nn.Module):
     """The float network of the same topology: Linear-ReLU blocks, no quantization."""
@@ -64,7 +100,7 @@ class Fold:
 
 def folds(name: str) -> list[Fold]:
     """The 5 folds: StratifiedKFold(5, shuffle, seed 0); KFold likewise for regression."""
-    loader, task = DATASETS[name]
+    loader, task = ALL_DATASETS[name]
     X, y = loader()
     X = X.astype(np.float64)
     if task == "classification":
@@ -92,6 +128,7 @@ class Result:
     scores: list[float] = field(default_factory=list)
     max_bits: list[int] = field(default_factory=list)
     certificate_holds: list[bool] = field(default_factory=list)
+    certificates: list = field(default_factory=list)
     fit_seconds: list[float] = field(default_factory=list)
 
     @property
@@ -101,7 +138,7 @@ class Result:
 
 def evaluate_qnn(name: str, **params) -> Result:
     """Cross-validate the estimator (defaults, ``random_state=0``, overridden by params)."""
-    task = DATASETS[name][1]
+    task = ALL_DATASETS[name][1]
     estimator_class = QNNClassifier if task == "classification" else QNNRegressor
     result = Result()
     for fold in folds(name):
@@ -113,13 +150,14 @@ def evaluate_qnn(name: str, **params) -> Result:
         certificate = model.certificate_
         result.max_bits.append(certificate.max_bits)
         result.certificate_holds.append(certificate.holds)
+        result.certificates.append(certificate)
     return result
 
 
 def float_ceiling(name: str, hidden: int) -> tuple[float, str]:
     """The better mean score of a float MLP (two hidden layers of ``hidden``) and a
     linear model, on the same folds; returns (score, which)."""
-    task = DATASETS[name][1]
+    task = ALL_DATASETS[name][1]
     if task == "classification":
         candidates = {
             "MLP": lambda: MLPClassifier(

@@ -38,7 +38,7 @@ from concrete_qnn.qnn_module import SparseQuantNeuralNetwork
 DEFAULT_ROUNDING_THRESHOLD_BITS = 5
 
 # Fewest neurons per hidden layer: 2 features times the multiplier 4 are too few to bend a
-# boundary (make_circles 5-fold accuracy: 0.859 at 8 neurons, 0.959 at 64; benchmarks/SUITES.md).
+# boundary (make_circles 5-fold accuracy: 0.859 at 8 neurons, 0.959 at 64; README Results).
 DEFAULT_HIDDEN_NEURONS_MIN = 64
 
 # batch_size="auto": today's batches up to this many rows, then bounded steps per epoch.
@@ -766,7 +766,7 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     module__n_hidden_neurons_multiplier`` neurons, at least ``module__n_hidden_neurons_min``
     (default 64). ``module__accumulator_rule`` defaults to ``"l1_budget"`` here (the
     module's own default is the seed's ``"fan_in"``): on the benchmark protocol it wins on
-    most datasets of both suites (benchmarks/SUITES.md). Training defaults: AdamW
+    most datasets of both suites (README Results). Training defaults: AdamW
     (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine learning-rate
     schedule (an ``LRScheduler`` in ``callbacks`` replaces it), ``batch_size="auto"`` (see
     ``auto_batch_size``: 64 rows up to 10,000 rows, then at most 157 and from 100,000 rows
