@@ -568,13 +568,19 @@ def test_l1_budget_mask_keeps_the_largest_weights_whose_codes_fit(
         assert order[0] in kept  # the largest weight sets the scale: always kept
         assert set(kept) == set(order[: len(kept)])  # the largest ones, a prefix
         lo, hi = accumulator_bounds(codes[j : j + 1] * keep[j], bias_codes[j : j + 1], input_range)
+        lo0, hi0 = accumulator_bounds(
+            codes[j : j + 1] * keep[j], np.zeros(1, np.int64), input_range
+        )
         if len(kept) > 1:
-            assert accum[0] <= lo[0] and hi[0] <= accum[1]
+            assert accum[0] <= min(lo[0], lo0[0]) and max(hi[0], hi0[0]) <= accum[1]
         if len(kept) < n_in:  # one more weight would not fit
             more = keep[j].copy()
             more[order[len(kept)]] = True
-            lo, hi = accumulator_bounds(codes[j : j + 1] * more, bias_codes[j : j + 1], input_range)
-            assert lo[0] < accum[0] or hi[0] > accum[1]
+            row = codes[j : j + 1] * more
+            lo, hi = accumulator_bounds(row, bias_codes[j : j + 1], input_range)
+            lo0, hi0 = accumulator_bounds(row, np.zeros(1, dtype=np.int64), input_range)
+            # ... with the bias or without it (the sum before the bias must fit too)
+            assert min(lo[0], lo0[0]) < accum[0] or max(hi[0], hi0[0]) > accum[1]
 
 
 def test_l1_budget_builds_where_no_fan_in_fits_and_keeps_max_active_neurons():
