@@ -20,7 +20,14 @@ import numpy as np
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
-from benchmarks.protocol import DATASETS, FloatMLP, evaluate_qnn, float_ceiling, folds
+from benchmarks.protocol import (
+    DATASETS,
+    TARGETS,
+    FloatMLP,
+    evaluate_qnn,
+    float_ceiling,
+    folds,
+)
 from concrete_qnn import QNNClassifier, QNNRegressor
 from concrete_qnn.estimators import auto_batch_size
 
@@ -28,13 +35,6 @@ ACCUM_BITS = (5, 6, 7, 8, 10, 12)
 RULES = ("fan_in", "l1_budget")
 # At 5 bits the L1 budget is also measured at 2-bit weights and activations (smaller codes).
 LOW_BITS = 5
-TARGETS = {
-    "breast_cancer": 0.960,
-    "digits": 0.955,
-    "wine": 0.965,
-    "synthetic": 0.880,
-    "diabetes": 0.470,
-}
 DEFAULT_RULE = inspect.signature(QNNClassifier).parameters["module__accumulator_rule"].default
 HERE = Path(__file__).resolve().parent
 THROUGHPUT_ROWS = 100_000
