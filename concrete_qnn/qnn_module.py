@@ -564,6 +564,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             The certificate of the pruned network; it holds.
         """
         self.enable_pruning()
+        self._refresh_bias_units()
         layers = self.linear_layers()
         keep = [fc.parametrizations.weight[0].row_keep.bool() for fc in layers]
         for fc in layers:
@@ -582,6 +583,19 @@ class SparseQuantNeuralNetwork(nn.Module):
         if not certificate.holds:  # pragma: no cover - the repair makes this unreachable
             raise RuntimeError(f"accumulator certificate violated after repair:\n{certificate}")
         return certificate
+
+    def _refresh_bias_units(self) -> None:
+        """Give each L1-budget mask the bias of the current parameters.
+
+        The forward pass sets ``bias_units`` as it goes; parameters loaded since (skorch's
+        ``load_best``, ``load_params``) would otherwise be masked with the last forward
+        pass's biases."""
+        if self.accumulator_rule != "l1_budget":
+            return
+        with self._eval_mode():
+            for i, fc in enumerate(self.linear_layers()):
+                scale = getattr(self, f"quant{i}").act_quant.scale()
+                fc.parametrizations.weight[0].bias_units = (fc.bias / scale).detach()
 
     def _remove_neurons(self, layer: int, keep: torch.Tensor) -> None:
         """Remove neurons ``~keep`` of hidden layer ``layer`` and the next layer's inputs."""

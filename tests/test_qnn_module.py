@@ -608,3 +608,23 @@ def test_l1_budget_keeps_more_weights_per_neuron_than_the_fan_in_cap():
     assert certificate.layers[1].input_range == (0, 3)
     assert max(layer.fan_in.max() for layer in certificate.layers) > net.max_active_neurons()
     assert max(worst_case_bits(net)) <= 8
+
+
+def test_l1_budget_masks_read_the_biases_loaded_after_the_last_forward_pass():
+    """skorch's load_best loads parameters after the last training step: the masks fold in
+    with the loaded biases, so nothing needs repairing."""
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(30, 2, 3, n_accum_bits=8, accumulator_rule="l1_budget")
+    net.enable_pruning()
+    train_steps(net, 30, steps=20, lr=0.01)
+    state = {key: value.clone() for key, value in net.state_dict().items()}
+    for i in range(net.n_layers):  # biases near the accumulator's top, as loaded by load_best
+        scale = net._layer_codes(i)[2]
+        state[f"fc{i}.bias"] = torch.as_tensor(100.0 * scale, dtype=torch.float32)
+    net.load_state_dict(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a repair warns
+        certificate = net.make_pruning_permanent()
+    assert net.pruning_repairs == {"weights_dropped": 0, "biases_clamped": 0}
+    assert certificate.holds
+    np.testing.assert_array_equal(net._layer_codes(0)[1], 100)

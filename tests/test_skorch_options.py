@@ -29,9 +29,6 @@ SMALL = {
     "lr": 0.02,
     "module__n_hidden_neurons_multiplier": 2,
     "rounding_threshold_bits": None,
-    # The fan-in rule: the L1 budget's mask reads the bias of the last forward pass, stale
-    # after load_best restores other parameters (an open defect of that rule).
-    "module__accumulator_rule": "fan_in",
     "module__n_hidden_neurons_min": 0,
 }
 
