@@ -27,6 +27,7 @@ from benchmarks.protocol import (
     evaluate_qnn,
     float_ceiling,
     folds,
+    hidden_width,
 )
 from concrete_qnn import QNNClassifier, QNNRegressor
 from concrete_qnn.estimators import auto_batch_size
@@ -46,12 +47,12 @@ def epoch_seconds(name: str) -> tuple[float, float, float]:
     fold = folds(name)[0]
     task = DATASETS[name][1]
     estimator = QNNClassifier if task == "classification" else QNNRegressor
-    qnn = estimator(random_state=0)
+    qnn = estimator(random_state=0, module__accumulator_rule="fan_in")
     budget = estimator(random_state=0, module__accumulator_rule="l1_budget")
     X = fold.X_train.astype(np.float32)
     y = fold.y_train if task == "classification" else fold.y_train.astype(np.float32)
     n_outputs = len(np.unique(y)) if task == "classification" else 1
-    hidden = int(X.shape[1] * 4)
+    hidden = hidden_width(X.shape[1])
     common = {
         "optimizer": torch.optim.AdamW,
         "lr": qnn.lr,
@@ -255,7 +256,7 @@ def main(argv=None) -> None:
     results, low_bits, ceilings, timing, speeds = {}, {}, {}, {}, {}
     for name in args.datasets:
         n_features = folds(name)[0].X_train.shape[1]
-        ceilings[name] = float_ceiling(name, hidden=n_features * 4)
+        ceilings[name] = float_ceiling(name, hidden=hidden_width(n_features))
         results[name] = {rule: {} for rule in RULES}
         for rule in RULES:
             for bits in ACCUM_BITS:

@@ -163,6 +163,16 @@ def evaluate_qnn(name: str, **params) -> Result:
     return result
 
 
+def hidden_width(n_features: int, **params) -> int:
+    """Neurons per hidden layer of the estimator at its defaults overridden by ``params``,
+    for ``n_features`` features (``SparseQuantNeuralNetwork.hidden_width``)."""
+    settings = QNNClassifier(**params).get_params()
+    return max(
+        int(n_features * settings["module__n_hidden_neurons_multiplier"]),
+        settings["module__n_hidden_neurons_min"],
+    )
+
+
 def float_ceiling(name: str, hidden: int) -> tuple[float, str]:
     """The better mean score of a float MLP (two hidden layers of ``hidden``) and a
     linear model, on the same folds; returns (score, which)."""

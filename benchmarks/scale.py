@@ -77,7 +77,7 @@ def float_skorch_net(task: str, qnn, n_rows: int):
     import torch
     from skorch import NeuralNetClassifier, NeuralNetRegressor
 
-    from benchmarks.protocol import FloatMLP
+    from benchmarks.protocol import FloatMLP, hidden_width
     from concrete_qnn.callbacks import CosineLearningRate
     from concrete_qnn.estimators import _QNNEstimatorMixin, auto_batch_size
 
@@ -91,7 +91,7 @@ def float_skorch_net(task: str, qnn, n_rows: int):
         FloatMLP,
         module__input_dim=N_FEATURES,
         module__n_outputs=3 if classify else 1,
-        module__hidden=int(N_FEATURES * qnn.module__n_hidden_neurons_multiplier),
+        module__hidden=hidden_width(N_FEATURES),
         module__n_layers=qnn.module__n_layers,
         criterion=torch.nn.CrossEntropyLoss if classify else torch.nn.MSELoss,
         optimizer=torch.optim.AdamW,
@@ -111,12 +111,13 @@ def fit_one(task: str, n_rows: int, model: str) -> dict:
     import torch
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
+    from benchmarks.protocol import hidden_width
     from concrete_qnn import QNNClassifier, QNNRegressor
 
     X_train, y_train, X_test, y_test = make_data(task, n_rows)
     classify = task == "classification"
     qnn = (QNNClassifier if classify else QNNRegressor)(random_state=0)
-    hidden = int(N_FEATURES * qnn.module__n_hidden_neurons_multiplier)
+    hidden = hidden_width(N_FEATURES)
     if model == "qnn":
         estimator = qnn
     elif model == "sklearn_mlp":

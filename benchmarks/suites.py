@@ -30,21 +30,13 @@ from benchmarks.protocol import (
     evaluate_qnn,
     float_ceiling,
     folds,
+    hidden_width,
 )
 from concrete_qnn import QNNClassifier
 
 HERE = Path(__file__).resolve().parent
 # Extended suite: largest gap to the float ceiling (accuracy; R^2).
 EXTENDED_GAP = {"classification": 0.03, "regression": 0.05}
-
-
-def hidden_width(n_features: int, settings: dict) -> int:
-    """The hidden width the estimator (defaults and ``settings``) gives ``n_features``."""
-    params = QNNClassifier(**settings).get_params()
-    return max(
-        int(n_features * params["module__n_hidden_neurons_multiplier"]),
-        params["module__n_hidden_neurons_min"],
-    )
 
 
 def measure(name: str, settings: dict) -> dict:
@@ -55,7 +47,7 @@ def measure(name: str, settings: dict) -> dict:
     start = time.perf_counter()
     result = evaluate_qnn(name, **settings)
     seconds = time.perf_counter() - start
-    ceiling, which = float_ceiling(name, hidden=hidden_width(n_features, settings))
+    ceiling, which = float_ceiling(name, hidden=hidden_width(n_features, **settings))
     if name in TARGETS:
         target, met = f">= {TARGETS[name]:.3f}", result.mean >= TARGETS[name]
     else:
