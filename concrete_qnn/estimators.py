@@ -768,16 +768,17 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     of accuracy (Concrete ML's parameter of the same name). Training reads the hidden
     accumulators through the same rounding (``SparseQuantNeuralNetwork.rounded_lookups``),
     so the network learns around it. Hidden layers have ``features x
-    module__n_hidden_neurons_multiplier`` neurons (default 2 here, the module's 4 doubles
+    module__n_hidden_neurons_multiplier`` neurons (default 2 here: the module's 4 doubles
     the encrypted lookups without gaining accuracy), at least
-    ``module__n_hidden_neurons_min`` (default 64). ``module__accumulator_rule`` defaults to ``"l1_budget"`` here (the
-    module's own default is the seed's ``"fan_in"``): on the benchmark protocol it wins on
-    most datasets of both suites (README Results). Training defaults: AdamW
-    (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine learning-rate
-    schedule (an ``LRScheduler`` in ``callbacks`` replaces it), ``batch_size="auto"`` (see
-    ``auto_batch_size``: 64 rows up to 10,000 rows, then at most 157 and from 100,000 rows
-    50 steps an epoch, with the cosine schedule's peak ``lr`` scaled to match), no
-    validation split (skorch's ``ValidSplit`` and ``EarlyStopping`` add one).
+    ``module__n_hidden_neurons_min`` (default 64). ``module__accumulator_rule`` defaults
+    to ``"l1_budget"`` here (the module's own default is the seed's ``"fan_in"``): on the
+    benchmark protocol it wins on most datasets of both suites (README Results). Training
+    defaults: AdamW (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine
+    learning-rate schedule (an ``LRScheduler`` in ``callbacks`` replaces it),
+    ``batch_size="auto"`` (see ``auto_batch_size``: 64 rows up to 10,000 rows, then at most
+    157 and from 100,000 rows 50 steps an epoch, with the cosine schedule's peak ``lr``
+    scaled to match), no validation split (skorch's ``ValidSplit`` and ``EarlyStopping`` add
+    one).
 
     During ``fit``, skorch's callbacks see the problem the network is trained on: labels
     encoded as 0 .. n_classes-1, and ``predict``/``predict_proba`` answer for the network
