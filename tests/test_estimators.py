@@ -42,10 +42,14 @@ def regression():
 @pytest.mark.parametrize("estimator_class", [QNNClassifier, QNNRegressor])
 def test_module_parameters_are_visible_with_the_module_defaults(estimator_class):
     """Every module parameter is an estimator parameter with the module's default, except
-    the two the estimators choose from the benchmark suites (the module keeps the seed's)."""
+    the three the estimators choose from the benchmark suites (the module keeps the seed's)."""
     params = estimator_class().get_params()
     net = SparseQuantNeuralNetwork(input_dim=1, n_layers=3, n_outputs=1)
-    estimator_defaults = {"accumulator_rule": "l1_budget", "n_hidden_neurons_min": 64}
+    estimator_defaults = {
+        "accumulator_rule": "l1_budget",
+        "n_hidden_neurons_min": 64,
+        "n_hidden_neurons_multiplier": 2,
+    }
     for name, default in net.get_config().items():
         if name in ("input_dim", "n_outputs"):
             assert f"module__{name}" not in params
@@ -123,6 +127,7 @@ def test_l1_budget_rule_fits_where_the_fan_in_cap_refuses(iris):
         module__n_w_bits=2,
         module__n_a_bits=2,
         module__accumulator_rule="l1_budget",
+        module__n_hidden_neurons_multiplier=4,  # the width its figure was measured at
         module__n_hidden_neurons_min=0,
         **FAST,
     ).fit(X, y)
