@@ -76,8 +76,13 @@ def test_integer_model_agrees_with_the_torch_module(name, bits, signed):
     step = integer.scales[-1]
     assert np.all(np.abs(outputs - torch_outputs) <= step)
     if name != "diabetes":
-        agreement = np.mean(outputs.argmax(axis=1) == torch_outputs.argmax(axis=1))
-        assert agreement >= 0.999
+        # Within one step, the two can only rank differently where torch's two largest
+        # outputs are within two steps of each other (a near tie).
+        same = outputs.argmax(axis=1) == torch_outputs.argmax(axis=1)
+        top_two = np.sort(torch_outputs, axis=1)[:, -2:]
+        clear = top_two[:, 1] - top_two[:, 0] > 2 * np.max(step)
+        assert same[clear].all()
+        assert same.mean() >= 0.998
         np.testing.assert_array_equal(model.predict(X), model.classes_[outputs.argmax(axis=1)])
 
 
@@ -390,7 +395,8 @@ def test_integer_model_refuses_inconsistent_arrays(digits_model):
         head=integer.head,
     )
     IntegerModel(**arguments)
-    with pytest.raises(ValueError, match=r"weights\[1\] has 7 inputs but layer 0 has 256"):
+    width = integer.weights[0].shape[0]
+    with pytest.raises(ValueError, match=rf"weights\[1\] has 7 inputs but layer 0 has {width}"):
         IntegerModel(
             **{
                 **arguments,
