@@ -39,7 +39,7 @@ DEFAULT_ROUNDING_THRESHOLD_BITS = 5
 
 # Hidden neurons per feature. The module's (the peer's) 4 costs twice the encrypted lookups
 # for nothing: 5-fold at 2 against 4, breast_cancer 0.9719/0.9701 (128 lookups, not 240),
-# digits 0.9766/0.9755, synthetic 0.8850/0.8825 (benchmarks/FHE_COST.md, README Results).
+# digits 0.9766/0.9755, synthetic 0.8850/0.8825 (benchmarks/SUITES.md at 2; README Results).
 DEFAULT_HIDDEN_NEURONS_MULTIPLIER = 2
 
 # Fewest neurons per hidden layer: 2 features times the multiplier 4 are too few to bend a
