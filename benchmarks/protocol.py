@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from concrete_qnn import QNNClassifier, QNNRegressor
+from concrete_qnn import QNNClassifier, QNNRegressor, SparseQuantNeuralNetwork
 
 N_FOLDS = 5
 SEED = 0
@@ -167,10 +167,12 @@ def hidden_width(n_features: int, **params) -> int:
     """Neurons per hidden layer of the estimator at its defaults overridden by ``params``,
     for ``n_features`` features (``SparseQuantNeuralNetwork.hidden_width``)."""
     settings = QNNClassifier(**params).get_params()
-    return max(
-        int(n_features * settings["module__n_hidden_neurons_multiplier"]),
-        settings["module__n_hidden_neurons_min"],
-    )
+    module = {
+        name.removeprefix("module__"): value
+        for name, value in settings.items()
+        if name.startswith("module__")
+    }
+    return SparseQuantNeuralNetwork(input_dim=n_features, n_outputs=1, **module).hidden_width
 
 
 def float_ceiling(name: str, hidden: int) -> tuple[float, str]:
