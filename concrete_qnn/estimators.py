@@ -635,7 +635,7 @@ class _QNNEstimatorMixin:
         circuit = self._compiled_circuit()
         from concrete_qnn.deploy.artifacts import save_fhe
 
-        return save_fhe(circuit.circuit, self.integer_model_.io, directory)
+        return save_fhe(circuit, self.integer_model_.io, directory)
 
     def save(self, path) -> None:
         """Write the integer model to ``path`` (one .npz file; ``concrete_qnn.load`` reads it)."""

@@ -37,6 +37,13 @@ class FHECircuit:
         always added); they do not size the accumulators, the certificate does.
     configuration : concrete.fhe.Configuration or None
         Compilation options; None uses ``default_configuration()``.
+
+    Attributes
+    ----------
+    output_offsets : int64 array (n_outputs,)
+        The certified lower end of each output accumulator: the circuit returns
+        ``A - output_offsets`` (never negative, as every accumulator it computes), and
+        ``run`` adds it back to what it decrypts.
     """
 
     def __init__(self, integer_model: IntegerModel, input_codes: np.ndarray, configuration=None):
@@ -46,15 +53,28 @@ class FHECircuit:
         self.integer_model = integer_model
         certificate = integer_model.certificate
         layer_bits = [int(layer.bits.max()) for layer in certificate.layers]
+        shifts = [*integer_model.lsbs_to_remove, 0]  # the output is read whole
+        # concrete types a value signed only if the input set made it negative, and reads
+        # an unsigned value that is negative wrongly (a lookup returns garbage). So every
+        # layer computes A - c, c its certified lower end rounded down to a multiple of
+        # 2^shift (folded into the bias): never negative, and below 2^bits, since the
+        # certified interval lies in the signed bits-bit range.
+        offsets = [
+            (layer.lo >> shift) << shift
+            for layer, shift in zip(certificate.layers, shifts, strict=True)
+        ]
+        self.output_offsets = offsets[-1].astype(np.int64)
         tables = [
             fhe.LookupTable(
-                [fhe.LookupTable(row) for row in _signed_table(integer_model, layer, bits)]
+                [
+                    fhe.LookupTable(row)
+                    for row in _shifted_table(integer_model, layer, bits, offsets[layer])
+                ]
             )
             for layer, bits in enumerate(layer_bits[:-1])
         ]
         weights = [weight.T.copy() for weight in integer_model.weights]
-        biases = integer_model.biases
-        shifts = integer_model.lsbs_to_remove
+        biases = [bias - offset for bias, offset in zip(integer_model.biases, offsets, strict=True)]
 
         def inference(x):
             codes = x
@@ -93,7 +113,8 @@ class FHECircuit:
             self._keys_generated = True
 
     def run(self, codes: np.ndarray, fhe: str) -> np.ndarray:
-        """Last-layer accumulators, int64 (n_samples, n_outputs), row by row.
+        """Last-layer accumulators, int64 (n_samples, n_outputs), row by row (the circuit's
+        outputs plus ``output_offsets``).
 
         ``fhe="simulate"`` evaluates the circuit in the clear with FHE semantics;
         ``"execute"`` encrypts each row, runs the circuit and decrypts.
@@ -105,21 +126,23 @@ class FHECircuit:
             rows = [self.circuit.encrypt_run_decrypt(row) for row in codes]
         else:
             raise ValueError(f"fhe must be 'simulate' or 'execute' here, got {fhe!r}")
-        return np.asarray(rows, dtype=np.int64).reshape(len(codes), -1)
+        return np.asarray(rows, dtype=np.int64).reshape(len(codes), -1) + self.output_offsets
 
 
-def _signed_table(integer_model: IntegerModel, layer: int, bits: int) -> np.ndarray:
-    """Per-neuron tables over every signed ``bits``-bit value, in concrete's index order.
+def _shifted_table(
+    integer_model: IntegerModel, layer: int, bits: int, offsets: np.ndarray
+) -> np.ndarray:
+    """Per-neuron tables over every unsigned ``bits``-bit value ``v = A - c``.
 
-    Index ``v >= 0`` holds ``T(v)``, index ``2^bits + v`` holds ``T(v)`` for ``v < 0``.
+    ``c`` (``offsets``, int64 (n_out,)) is a multiple of ``2^shift``, so index ``v`` holds
+    the integer model's entry for ``floor(A / 2^shift) = floor(v / 2^shift) + c / 2^shift``.
     Values outside a neuron's certified interval are unreachable; they repeat the
     interval's edge entries.
     """
-    values = np.arange(2**bits)
-    values = np.where(values < 2 ** (bits - 1), values, values - 2**bits)
-    table, offsets = integer_model.tables[layer], integer_model.table_offsets[layer]
-    buckets = values >> integer_model.lsbs_to_remove[layer]
-    index = np.clip(buckets[None, :] - offsets[:, None], 0, table.shape[1] - 1)
+    table, first = integer_model.tables[layer], integer_model.table_offsets[layer]
+    shift = integer_model.lsbs_to_remove[layer]
+    buckets = (np.arange(2**bits)[None, :] >> shift) + (offsets >> shift)[:, None]
+    index = np.clip(buckets - first[:, None], 0, table.shape[1] - 1)
     return np.take_along_axis(table, index, axis=1)
 
 

@@ -104,7 +104,7 @@ def test_artifacts_are_json_and_concrete_formats_only(deployed):
         "server/server.zip",
     ]
     metadata = json.loads((directory / "client" / "client.json").read_text())
-    assert metadata["format_version"] == 2
+    assert metadata["format_version"] == 3
     assert metadata["packages"]["concrete-python"] == fhe.__version__
     assert metadata["output"]["classes"] == [0, 1, 2]
     assert metadata["circuit"] == client.circuit
@@ -130,7 +130,7 @@ def regressor_artifacts(iris, tmp_path_factory):
         np.linspace(-1, 1, 4), np.linspace(0.5, 2, 4), 5.0, 2.0, list("abcd")
     )
     directory = tmp_path_factory.mktemp("regressor") / "m"
-    save_fhe(model.fhe_circuit_.circuit, integer.io, directory)
+    save_fhe(model.fhe_circuit_, integer.io, directory)
     return integer, ClientArtifact.load(directory / "client")
 
 
@@ -221,7 +221,7 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
     cases = [
         (
             {**metadata, "format_version": 1},
-            "has format version 1; this concrete-qnn reads version 2",
+            "has format version 1; this concrete-qnn reads version 3",
         ),
         (
             {**metadata, "packages": {**metadata["packages"], "concrete-python": "2.0.0"}},
@@ -229,6 +229,8 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
         ),
         ({**metadata, "circuit": "0" * 64}, "its SHA-256 does not match the fingerprint"),
         ({**metadata, "input": {**metadata["input"], "scale": -1.0}}, "input_scale must be"),
+        ({**metadata, "output_offsets": [0, 1]}, "output_offsets must be 3 integers"),
+        ({**metadata, "output_offsets": [0, 1, 2.5]}, "output_offsets must be 3 integers"),
     ]
     for changed, message in cases:
         rewrite(changed)

@@ -108,3 +108,35 @@ def test_missing_extra_says_how_to_install(compiled, iris, monkeypatch):
     monkeypatch.setitem(sys.modules, "concrete", None)
     with pytest.raises(ImportError, match=r"pip install 'concrete-qnn\[fhe\]'"):
         compiled.compile(iris[0])
+
+
+def test_an_output_the_input_set_never_made_negative_still_decrypts_negative():
+    """concrete types a value signed only if the compile input set made it negative. Here
+    ``x0 - x1`` is 0 on both corner rows and 3 on the one data row, yet reaches -7: the
+    circuit returns it minus its certified lower end, so the unsigned result is right."""
+    from concrete_qnn.fhe import FHECircuit
+    from concrete_qnn.integer_model import IntegerModel, OutputHead
+
+    integer = IntegerModel(
+        config=dict(
+            n_w_bits=3,
+            n_a_bits=3,
+            n_input_bits=3,
+            n_accum_bits=8,
+            quant_signed=True,
+            quant_narrow=False,
+        ),
+        input_scale=1.0,
+        weights=[np.array([[1, -1]], dtype=np.int64)],
+        biases=[np.zeros(1, dtype=np.int64)],
+        scales=[np.ones(1)],
+        tables=[],
+        table_offsets=[],
+        head=OutputHead("regression", target_ndim=2),
+    )
+    circuit = FHECircuit(integer, np.array([[3, 0]]))
+    np.testing.assert_array_equal(circuit.output_offsets, [-7])
+    codes = np.array([[0, 3], [-4, 3], [3, -4], [1, 1]])
+    expected = codes @ integer.weights[0].T
+    np.testing.assert_array_equal(circuit.run(codes, "simulate"), expected)
+    np.testing.assert_array_equal(circuit.run(codes[:2], "execute"), expected[:2])

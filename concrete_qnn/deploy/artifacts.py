@@ -5,7 +5,9 @@ serves it as a zip, which ``ClientArtifact.load`` reads as well):
 
 - ``client.json``: format version, package versions, the circuit's fingerprint, the input
   quantizer (scale, code range, standardization), the output head (last-layer scales,
-  classes or target shape and standardization) and the feature names;
+  classes or target shape and standardization), the feature names and the output offsets
+  (``FHECircuit.output_offsets``: the circuit returns each output minus its certified lower
+  end, so that it is never negative);
 - ``client.specs.json``: concrete-python's ``ClientSpecs.serialize()`` (key and ciphertext
   parameters).
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import reprlib
 import shutil
 import tempfile
 import zipfile
@@ -42,7 +45,7 @@ import numpy as np
 from concrete_qnn.integer_model import OutputHead
 from concrete_qnn.model_io import ModelIO, target_statistic
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CLIENT_FORMAT = "concrete-qnn fhe client"
 SERVER_FORMAT = "concrete-qnn fhe server"
 CLIENT_FILES = ("client.json", "client.specs.json")
@@ -75,8 +78,8 @@ def save_fhe(circuit, io: ModelIO, directory) -> Path:
 
     Parameters
     ----------
-    circuit : concrete.fhe.Circuit
-        The compiled circuit (``FHECircuit.circuit``).
+    circuit : FHECircuit
+        The compiled circuit (its concrete circuit and ``output_offsets``).
     io : ModelIO
         The integer model's input quantizer and output head.
     directory : str or Path
@@ -98,7 +101,7 @@ def save_fhe(circuit, io: ModelIO, directory) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        specs = circuit.client.specs.serialize()
+        specs = circuit.circuit.client.specs.serialize()
         header = {
             "format_version": FORMAT_VERSION,
             "packages": package_versions(),
@@ -109,9 +112,15 @@ def save_fhe(circuit, io: ModelIO, directory) -> Path:
         server_dir.mkdir()
         (client_dir / "client.specs.json").write_bytes(specs)
         _write_json(
-            client_dir / "client.json", {"format": CLIENT_FORMAT, **header, **_io_to_json(io)}
+            client_dir / "client.json",
+            {
+                "format": CLIENT_FORMAT,
+                **header,
+                **_io_to_json(io),
+                "output_offsets": circuit.output_offsets.tolist(),
+            },
         )
-        circuit.server.save(server_dir / "server.zip")
+        circuit.circuit.server.save(server_dir / "server.zip")
         digest = _sha256_file(server_dir / "server.zip")
         _write_json(
             server_dir / "server.json",
@@ -129,10 +138,15 @@ def save_fhe(circuit, io: ModelIO, directory) -> Path:
 
 @dataclass(frozen=True)
 class ClientArtifact:
-    """A loaded client artifact: the model's clear ends and concrete's client specs."""
+    """A loaded client artifact: the model's clear ends and concrete's client specs.
+
+    ``output_offsets`` (int64 (n_outputs,)): added to each decrypted output to give the
+    last-layer accumulator (``FHECircuit.output_offsets``).
+    """
 
     directory: Path
     io: ModelIO
+    output_offsets: np.ndarray
     specs: bytes
     circuit: str
     packages: dict
@@ -160,9 +174,26 @@ class ClientArtifact:
             )
         try:
             io = _io_from_json(metadata)
+            offsets = metadata["output_offsets"]
+            if not (
+                isinstance(offsets, list)
+                and len(offsets) == len(io.output_scales)
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in offsets)
+            ):
+                raise ValueError(
+                    f"output_offsets must be {len(io.output_scales)} integers, got "
+                    f"{reprlib.repr(offsets)}"
+                )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{directory / 'client.json'} is damaged: {error!r}") from None
-        return cls(directory, io, specs, metadata["circuit"], metadata["packages"])
+        return cls(
+            directory,
+            io,
+            np.asarray(offsets, dtype=np.int64),
+            specs,
+            metadata["circuit"],
+            metadata["packages"],
+        )
 
 
 @dataclass(frozen=True)

@@ -237,8 +237,8 @@ class FHEClient:
                     f"ciphertext {index} is not a result of this model's circuit: {error}"
                 ) from None
         n_outputs = len(self.io.output_scales)
-        accumulators = np.asarray(rows, dtype=np.int64).reshape(len(rows), n_outputs)
-        return self.io.dequantize_output(accumulators)
+        outputs = np.asarray(rows, dtype=np.int64).reshape(len(rows), n_outputs)
+        return self.io.dequantize_output(outputs + self.artifact.output_offsets)
 
     def predict(self, ciphertexts) -> np.ndarray:
         """Labels (n_samples,) or targets from the server's result ciphertexts."""
