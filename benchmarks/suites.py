@@ -5,8 +5,9 @@ boundaries, small row counts; ``protocol.EXTENDED_DATASETS``), 5 folds of the be
 protocol each. Per dataset: the QNN at its estimator defaults (``random_state=0``), the float
 ceiling (the better of an MLP with the QNN's hidden sizes and a linear model, same folds),
 the gap, the target (extended suite: within 0.03 of the ceiling, R^2 within 0.05; the five:
-the fixed targets of RESULTS.md), and the encrypted cost of fold 0's model: table lookups
-per row and the bits each reads. ``--set NAME=JSON`` measures other settings side by side:
+the fixed targets of RESULTS.md), fold 0's input bits (``module__n_input_bits``) and the
+encrypted cost of its model: table lookups per row and the bits each reads. ``--set
+NAME=JSON`` measures other settings side by side:
 
     python -m benchmarks.suites --set 'module__accumulator_rule="fan_in"' \
         --output /tmp/SUITES_fan_in.md
@@ -55,6 +56,7 @@ def measure(name: str, settings: dict) -> dict:
         target, met = f">= {ceiling - gap:.3f} (ceiling - {gap})", result.mean >= ceiling - gap
     certificate = result.certificates[0]
     hidden = certificate.layers[:-1]
+    input_low, input_high = certificate.layers[0].input_range
     return {
         "task": task,
         "n_features": n_features,
@@ -63,6 +65,7 @@ def measure(name: str, settings: dict) -> dict:
         "which": which,
         "target": target,
         "met": met,
+        "input_bits": (input_high - input_low).bit_length(),
         "lookups": sum(len(layer.bits) for layer in hidden),
         "lookup_bits": "/".join(str(layer.lookup_bits) for layer in hidden),
         "accumulator_bits": max(result.max_bits),
@@ -72,15 +75,15 @@ def measure(name: str, settings: dict) -> dict:
 
 def table(rows: dict) -> list[str]:
     lines = [
-        "| dataset | features | score (5-fold mean) | folds | float ceiling | gap | target | "
-        "lookups per row | lookup bits per layer | max accumulator bits |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | features | input bits | score (5-fold mean) | folds | float ceiling | gap | "
+        "target | lookups per row | lookup bits per layer | max accumulator bits |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in rows.items():
         result = row["result"]
         unit = "R^2 " if row["task"] == "regression" else ""
         lines.append(
-            f"| {name} | {row['n_features']} | {unit}{result.mean:.4f} | "
+            f"| {name} | {row['n_features']} | {row['input_bits']} | {unit}{result.mean:.4f} | "
             f"{' '.join(f'{s:.3f}' for s in result.scores)} | {row['ceiling']:.4f} "
             f"({row['which']}) | {row['ceiling'] - result.mean:+.4f} | {row['target']} "
             f"({'met' if row['met'] else 'NOT met'}) | {row['lookups']} | "
@@ -96,6 +99,7 @@ def write(standard: dict, extended: dict, settings: dict, seconds: float) -> str
         "module__n_hidden_neurons_min",
         "module__n_w_bits",
         "module__n_a_bits",
+        "module__n_input_bits",
         "module__n_accum_bits",
         "module__accumulator_rule",
         "rounding_threshold_bits",
@@ -111,6 +115,7 @@ def write(standard: dict, extended: dict, settings: dict, seconds: float) -> str
         "fold, `random_state=0`, every certificate checked. Settings: "
         + ", ".join(f"`{key}={defaults[key]!r}`" for key in shown)
         + ".",
+        "Input bits: the first layer's input codes of fold 0's model.",
         "Float ceiling: the better of an MLP with the QNN's hidden sizes (scikit-learn,",
         "`max_iter=500`) and a linear model (logistic regression, ridge). Lookups per row and",
         "lookup bits: fold 0's model, the table lookups an encrypted prediction makes and how",

@@ -64,6 +64,42 @@ def max_fan_in(
     return min(limits)
 
 
+# Finest input codes "auto" gives: Brevitas' Int8 input quantizers' width.
+MAX_AUTO_INPUT_BITS = 8
+
+
+def auto_input_bits(
+    n_features: int,
+    weight_range: tuple[int, int],
+    n_a_bits: int,
+    n_accum_bits: int,
+    signed: bool,
+    narrow: bool,
+) -> int:
+    """Input bit-width of ``n_input_bits="auto"``: as fine as the accumulator budget allows.
+
+    The largest ``b`` in ``[n_a_bits, MAX_AUTO_INPUT_BITS]`` at which, inside the signed
+    ``n_accum_bits`` range, each of the ``n_features`` inputs can still hold a weight code
+    of magnitude 1 at its extreme input code (``n_features * max|code_b| <=
+    2^(n_accum_bits-1) - 1``) and one input the extreme weight code (``max_fan_in >= 1``:
+    the L1 budget always keeps a neuron's largest weight); ``n_a_bits`` when even that does
+    not fit. Few features leave the first layer's accumulator room that 3-bit inputs (8
+    levels a feature) do not use; finer codes then draw curved boundaries the coarse ones
+    cannot (measured in ``benchmarks/SUITES.md``). The certificate covers whatever bits
+    are chosen.
+    """
+    accum_high = signed_range(n_accum_bits)[1]
+    bits = n_a_bits
+    while bits < MAX_AUTO_INPUT_BITS:
+        codes = code_range(bits + 1, signed, narrow)
+        if n_features * max(-codes[0], codes[1]) > accum_high:
+            break
+        if max_fan_in(weight_range, codes, n_accum_bits) < 1:
+            break
+        bits += 1
+    return bits
+
+
 def accumulator_bounds(
     weight_codes: np.ndarray, bias_codes: np.ndarray, input_range: tuple
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -163,6 +163,7 @@ def certify_network(
     input_range: tuple[int, int],
     n_accum_bits: int,
     tabulate: Callable[[int, LayerCertificate], tuple[np.ndarray, np.ndarray, int]],
+    activation_range: tuple[int, int] | None = None,
 ) -> AccumulatorCertificate:
     """The certificate of a network, layer by layer over reachable input codes.
 
@@ -178,13 +179,15 @@ def certify_network(
         Integer codes of a layer, int64 (n_out, n_in) and (n_out,), given the codes its
         inputs reach (two ints for layer 0, two int64 arrays (n_in,) after it; a caller
         may repair the layer against them).
-    input_range : (int, int), the input quantizers' codes (every layer's quantizer has them)
+    input_range : (int, int), the codes of layer 0's input quantizer
     n_accum_bits : int, the bound the certificate is checked against
     tabulate : callable ``(layer, LayerCertificate) -> (table, offsets, shift) or None``
         The table a hidden layer's lookup uses, as ``IntegerModel`` stores it: int64
         (n_out, width), int64 (n_out,) and the low bits dropped; or None for no table (the
-        next layer's inputs then reach every code of ``input_range``). It may raise
+        next layer's inputs then reach every code of ``activation_range``). It may raise
         ValueError.
+    activation_range : (int, int) or None, the codes of the later layers' input quantizers
+        (``input_range`` when None: every quantizer has the same bits)
 
     Raises
     ------
@@ -202,7 +205,7 @@ def certify_network(
         # with the overflow.
         lookup = None if layers[-1].bits.max() > n_accum_bits else tabulate(layer, layers[-1])
         if lookup is None:  # no table: the next layer's inputs may reach every code
-            reach = input_range
+            reach = input_range if activation_range is None else activation_range
         else:
             table, offsets, shift = lookup
             reach = table_output_range(table, offsets, layers[-1].lo, layers[-1].hi, shift)

@@ -214,7 +214,8 @@ def train(args) -> None:
         metric, score = "R^2", r2_score(y_test, predictions)
     print(
         f"{name}: {len(X_train)} training rows, {len(X_test)} held-out rows, "
-        f"{args.n_w_bits}-bit weights, {args.n_a_bits}-bit activations, "
+        f"{args.n_w_bits}-bit weights, {estimator.module_.input_bit_width}-bit inputs, "
+        f"{args.n_a_bits}-bit activations, "
         f"{args.epochs} epochs in {seconds:.1f} s"
     )
     print(f"held-out {metric}: {score:.4f}")
@@ -269,8 +270,8 @@ def report(args) -> None:
     config = model.config
     print(
         f"{args.model}: {model.head.task}, {model.n_features_in} features, "
-        f"{config['n_w_bits']}-bit weights, {config['n_a_bits']}-bit "
-        f"{'signed' if config['quant_signed'] else 'unsigned'} activations"
+        f"{config['n_w_bits']}-bit weights, {config['n_input_bits']}-bit inputs, "
+        f"{config['n_a_bits']}-bit {'signed' if config['quant_signed'] else 'unsigned'} activations"
     )
     print(model.certificate.to_text())
 

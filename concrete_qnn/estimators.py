@@ -715,6 +715,7 @@ def _estimator_init(default_criterion):
         module__quant_signed=True,
         module__accumulator_rule="l1_budget",
         module__n_hidden_neurons_min=DEFAULT_HIDDEN_NEURONS_MIN,
+        module__n_input_bits="auto",
         *,
         criterion=default_criterion,
         optimizer=torch.optim.AdamW,
@@ -772,7 +773,11 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     the encrypted lookups without gaining accuracy), at least
     ``module__n_hidden_neurons_min`` (default 64). ``module__accumulator_rule`` defaults
     to ``"l1_budget"`` here (the module's own default is the seed's ``"fan_in"``): on the
-    benchmark protocol it wins on most datasets of both suites (README Results). Training
+    benchmark protocol it wins on most datasets of both suites (README Results).
+    ``module__n_input_bits`` defaults to ``"auto"`` here (the module's ``None`` keeps
+    ``n_a_bits``): inputs get the finest codes the first layer's accumulator budget leaves
+    room for (``accumulator.auto_input_bits``: 3 bits from 16 features on, 5 bits up to 7
+    features at 3/3/8), which few-feature, curved problems need. Training
     defaults: AdamW (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine
     learning-rate schedule (an ``LRScheduler`` in ``callbacks`` replaces it),
     ``batch_size="auto"`` (see ``auto_batch_size``: 64 rows up to 10,000 rows, then at most

@@ -25,7 +25,7 @@ from concrete_qnn.accumulator import code_range
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
 from concrete_qnn.model_io import ModelIO, target_statistic
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # Rows per batch in predict: bounds peak memory (a 256-wide layer costs ~50 MB per batch).
 BATCH_ROWS = 16384
 # Bits a table lookup reads at most: a table has at most 2^16 entries per neuron (512 KiB of
@@ -37,7 +37,15 @@ _FLOAT64_EXACT = 2**53
 # sums could leave [-2^62, 2^62], far from int64's limits.
 _INT64_SAFE = 2**62
 _FORMAT = "concrete-qnn integer model"
-_CONFIG_KEYS = ("n_w_bits", "n_a_bits", "n_accum_bits", "quant_signed", "quant_narrow")
+# The configuration an integer model keeps (the module's names; n_input_bits an integer).
+CONFIG_KEYS = (
+    "n_w_bits",
+    "n_a_bits",
+    "n_input_bits",
+    "n_accum_bits",
+    "quant_signed",
+    "quant_narrow",
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,8 @@ class IntegerModel:
     Parameters
     ----------
     config : dict
-        ``n_w_bits``, ``n_a_bits``, ``n_accum_bits``, ``quant_signed``, ``quant_narrow``.
+        ``n_w_bits``, ``n_a_bits`` (hidden layers' input codes), ``n_input_bits`` (the first
+        layer's input codes, an integer), ``n_accum_bits``, ``quant_signed``, ``quant_narrow``.
     input_scale : float
         Real value of one input code (the first quantizer's scale).
     weights : list of int64 arrays (n_out_l, n_in_l)
@@ -113,7 +122,7 @@ class IntegerModel:
         feature_std=None,
         lsbs_to_remove=None,
     ):
-        self.config = {key: config[key] for key in _CONFIG_KEYS}
+        self.config = {key: config[key] for key in CONFIG_KEYS}
         self.input_scale = float(input_scale)
         self.weights = list(weights)
         self.biases = list(biases)
@@ -145,10 +154,20 @@ class IntegerModel:
     # ------------------------------------------------------------------ properties
     @property
     def input_range(self) -> tuple[int, int]:
-        """Codes every layer's input quantizer produces."""
+        """Codes the input quantizer produces (the first layer's inputs)."""
+        return code_range(
+            self.config["n_input_bits"], self.config["quant_signed"], self.config["quant_narrow"]
+        )
+
+    @property
+    def activation_range(self) -> tuple[int, int]:
+        """Codes the later layers' inputs (the tables' entries) may take."""
         return code_range(
             self.config["n_a_bits"], self.config["quant_signed"], self.config["quant_narrow"]
         )
+
+    def _layer_input_range(self, layer: int) -> tuple[int, int]:
+        return self.input_range if layer == 0 else self.activation_range
 
     @property
     def weight_range(self) -> tuple[int, int]:
@@ -196,7 +215,7 @@ class IntegerModel:
             if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
                 raise ValueError(f"scales[{layer}] must be positive and finite")
             # the same bound as _partial_sum_bound, in float64, which cannot overflow
-            largest_input = float(max(abs(code) for code in self.input_range))
+            largest_input = float(max(abs(code) for code in self._layer_input_range(layer)))
             magnitude = np.abs(weight.astype(np.float64)).sum(axis=1) * largest_input
             magnitude += np.abs(bias.astype(np.float64))
             if magnitude.size and magnitude.max() >= _INT64_SAFE:
@@ -233,6 +252,7 @@ class IntegerModel:
             self.input_range,
             int(self.config["n_accum_bits"]),
             self._validated_table,
+            self.activation_range,
         )
         if not certificate.holds:
             raise ValueError(
@@ -245,7 +265,7 @@ class IntegerModel:
     def _partial_sum_bound(self, layer: int) -> int:
         """Bound on |any partial sum| of layer ``layer``'s accumulators."""
         weight, bias = self.weights[layer], self.biases[layer]
-        largest_input = max(abs(code) for code in self.input_range)
+        largest_input = max(abs(code) for code in self._layer_input_range(layer))
         return int((np.abs(weight).sum(axis=1) * largest_input + np.abs(bias)).max())
 
     def _validated_table(
@@ -255,7 +275,7 @@ class IntegerModel:
         certified interval (``certify_network`` asks only for layers within ``n_accum_bits``):
         the shift fits its width, every certified value is covered and every code is an input
         code."""
-        low, high = self.input_range
+        low, high = self.activation_range
         table, offsets = self.tables[layer], self.table_offsets[layer]
         shift = self.lsbs_to_remove[layer]
         layer_bits = int(layer_certificate.bits.max())
@@ -286,7 +306,9 @@ class IntegerModel:
                 f"[{layer_certificate.lo.min()}, {layer_certificate.hi.max()}]"
             )
         if table.size and (table.min() < low or table.max() > high):
-            raise ValueError(f"tables[{layer}] holds codes outside the input codes [{low}, {high}]")
+            raise ValueError(
+                f"tables[{layer}] holds codes outside the activation codes [{low}, {high}]"
+            )
         return table, offsets, int(shift)
 
     # ------------------------------------------------------------------ inference
@@ -640,6 +662,7 @@ _NUMBERS = (
 _CONFIG_ENTRIES = {
     "n_w_bits": _BITS,
     "n_a_bits": _BITS,
+    "n_input_bits": _BITS,
     "n_accum_bits": _BITS,
     "quant_signed": _FLAG,
     "quant_narrow": _FLAG,

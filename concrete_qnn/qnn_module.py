@@ -21,6 +21,7 @@ from torch import nn
 
 from concrete_qnn.accumulator import (
     accumulator_bounds,
+    auto_input_bits,
     code_range,
     lookup_bits_per_layer,
     lsbs_to_remove,
@@ -28,7 +29,7 @@ from concrete_qnn.accumulator import (
     signed_range,
 )
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
-from concrete_qnn.integer_model import MAX_LOOKUP_BITS, IntegerModel, OutputHead
+from concrete_qnn.integer_model import CONFIG_KEYS, MAX_LOOKUP_BITS, IntegerModel, OutputHead
 
 MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
 
@@ -39,8 +40,6 @@ ACTIVATION_SCALE_PERCENTILE = 99.0
 
 # Table entries computed at once in to_integer_model: bounds its temporaries (~64 MB).
 _TABLE_CHUNK_ENTRIES = 2**20
-# The configuration an integer model keeps.
-_INTEGER_CONFIG = ("n_w_bits", "n_a_bits", "n_accum_bits", "quant_signed", "quant_narrow")
 
 # Codes of Brevitas' Int32Bias: biases are stored in accumulator units, saturated to 32 bits.
 BIAS_CODE_RANGE = code_range(32, signed=True, narrow=False)
@@ -150,7 +149,8 @@ ACCUMULATOR_RULES = ("fan_in", "l1_budget")
 class SparseQuantNeuralNetwork(nn.Module):
     """Sparse quantized MLP compatible with FHE accumulator constraints.
 
-    ``n_layers`` blocks ``quant{i}`` (Brevitas ``QuantIdentity``, ``n_a_bits``),
+    ``n_layers`` blocks ``quant{i}`` (Brevitas ``QuantIdentity``, ``n_a_bits``; ``quant0``,
+    the input quantizer, ``input_bit_width``),
     ``fc{i}`` (Brevitas ``QuantLinear``, ``n_w_bits`` signed weights, bias quantized in
     accumulator units) and ``act{i}`` (``activation_function()``, not after the last
     block). Pruning (``enable_pruning`` then ``make_pruning_permanent``) guarantees that
@@ -169,7 +169,8 @@ class SparseQuantNeuralNetwork(nn.Module):
         Hidden width is ``int(input_dim * n_hidden_neurons_multiplier)``, at least
         ``n_hidden_neurons_min``.
     n_w_bits, n_a_bits : int
-        Bits of weight codes and of activation (and input) codes.
+        Bits of weight codes and of activation codes (and of input codes, unless
+        ``n_input_bits`` says otherwise).
     n_accum_bits : int
         Largest signed bit-width any accumulator may need.
     n_prune_neurons_percentage : float in [0, 1)
@@ -192,6 +193,16 @@ class SparseQuantNeuralNetwork(nn.Module):
         Fewest neurons per hidden layer (before structured pruning); 0, the default, keeps
         the width ``input_dim * n_hidden_neurons_multiplier``. Few features make narrow
         layers that cannot bend a boundary (2 features give 8 neurons).
+    n_input_bits : None, int >= 1 or "auto"
+        Bits of the input quantizer's codes (``quant0``); ``None``, the default, uses
+        ``n_a_bits`` (the seed's meaning). ``"auto"``, under ``"l1_budget"``, picks the
+        finest codes at which each input can still hold a weight code of 1 within
+        ``n_accum_bits`` (``accumulator.auto_input_bits``: 5 bits for 6 features at 3/3/8,
+        3 bits for 30); under ``"fan_in"``, whose cap counts every weight and input at its
+        extreme code, finer inputs only cut the fan-in, and ``"auto"`` gives ``n_a_bits``.
+        ``input_bit_width`` holds the bits used. The first layer's accumulator budget
+        covers them, so the certificate still holds. (The fan-in cap is the smaller of the
+        first layer's and the later layers'.)
 
     Raises
     ------
@@ -216,6 +227,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         quant_signed=True,
         accumulator_rule="fan_in",
         n_hidden_neurons_min=0,
+        n_input_bits=None,
     ):
         super().__init__()
         self.input_dim = _positive_int("input_dim", input_dim)
@@ -231,6 +243,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         self.quant_signed = bool(quant_signed)
         self.accumulator_rule = accumulator_rule
         self.n_hidden_neurons_min = n_hidden_neurons_min
+        self.n_input_bits = n_input_bits
         self._validate()
 
         hidden = self.hidden_width
@@ -239,7 +252,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         for i in range(self.n_layers):
             quant = qnn.QuantIdentity(
                 act_quant=act_quant,
-                bit_width=self.n_a_bits,
+                bit_width=self.input_bit_width if i == 0 else self.n_a_bits,
                 narrow_range=self.quant_narrow,
                 high_percentile_q=ACTIVATION_SCALE_PERCENTILE,
                 return_quant_tensor=True,
@@ -290,13 +303,32 @@ class SparseQuantNeuralNetwork(nn.Module):
                 f"weight codes {list(self.weight_code_range)}, which have no positive code; "
                 "use n_w_bits >= 2"
             )
-        if self.input_code_range[1] < 1:
+        if self.activation_code_range[1] < 1:
             raise ValueError(
                 f"n_a_bits={self.n_a_bits} with quant_signed={self.quant_signed} and "
                 f"quant_narrow={self.quant_narrow} gives activation codes "
-                f"{list(self.input_code_range)}, which have no positive code; use n_a_bits >= 2 "
-                "(or unsigned, not narrow, 1-bit activations)"
+                f"{list(self.activation_code_range)}, which have no positive code; use "
+                "n_a_bits >= 2 (or unsigned, not narrow, 1-bit activations)"
             )
+        if self.n_input_bits is not None and not (
+            isinstance(self.n_input_bits, str) and self.n_input_bits == "auto"
+        ):
+            if (
+                isinstance(self.n_input_bits, bool)
+                or not isinstance(self.n_input_bits, numbers.Integral)
+                or self.n_input_bits < 1
+            ):
+                raise ValueError(
+                    "n_input_bits must be None, 'auto' or an integer >= 1, got "
+                    f"{self.n_input_bits!r}"
+                )
+            if self.input_code_range[1] < 1:
+                raise ValueError(
+                    f"n_input_bits={self.n_input_bits} with quant_signed={self.quant_signed} "
+                    f"and quant_narrow={self.quant_narrow} gives input codes "
+                    f"{list(self.input_code_range)}, which have no positive code; use "
+                    "n_input_bits >= 2"
+                )
         if self.accumulator_rule not in ACCUMULATOR_RULES:
             raise ValueError(
                 f"accumulator_rule must be one of {', '.join(map(repr, ACCUMULATOR_RULES))}, "
@@ -304,12 +336,14 @@ class SparseQuantNeuralNetwork(nn.Module):
             )
         if self.accumulator_rule == "fan_in":
             self._fan_in_cap()
-        elif max(abs(code) for code in self.input_code_range) > signed_range(self.n_accum_bits)[1]:
-            raise ValueError(
-                f"n_accum_bits={self.n_accum_bits} is too small for n_a_bits={self.n_a_bits}: "
-                "not even a weight code of 1 times the largest input code fits; raise "
-                "n_accum_bits or lower the bit-widths"
-            )
+        else:
+            codes = (*self.input_code_range, *self.activation_code_range)
+            if max(abs(code) for code in codes) > signed_range(self.n_accum_bits)[1]:
+                raise ValueError(
+                    f"n_accum_bits={self.n_accum_bits} is too small for {self._bits_text()}: "
+                    "not even a weight code of 1 times the largest input code fits; raise "
+                    "n_accum_bits or lower the bit-widths"
+                )
 
     def _make_linear(self, n_in: int, n_out: int) -> qnn.QuantLinear:
         return qnn.QuantLinear(
@@ -334,9 +368,39 @@ class SparseQuantNeuralNetwork(nn.Module):
         """Smallest and largest weight code (signed, ``quant_narrow``)."""
         return code_range(self.n_w_bits, signed=True, narrow=self.quant_narrow)
 
+    def _bits_text(self) -> str:
+        """The activation bits, and the input bits where they differ, for messages."""
+        if self.input_bit_width == self.n_a_bits:
+            return f"n_a_bits={self.n_a_bits}"
+        return f"n_a_bits={self.n_a_bits} and n_input_bits={self.input_bit_width}"
+
+    @property
+    def input_bit_width(self) -> int:
+        """Bits of the input quantizer ``quant0``: ``n_input_bits`` resolved (``None`` gives
+        ``n_a_bits``, ``"auto"`` gives ``accumulator.auto_input_bits``)."""
+        if self.n_input_bits is None:
+            return self.n_a_bits
+        if isinstance(self.n_input_bits, str):  # "auto", the only string _validate lets in
+            if self.accumulator_rule == "fan_in":  # every code counts at its extreme there
+                return self.n_a_bits
+            return auto_input_bits(
+                self.input_dim,
+                self.weight_code_range,
+                self.n_a_bits,
+                self.n_accum_bits,
+                self.quant_signed,
+                self.quant_narrow,
+            )
+        return int(self.n_input_bits)
+
     @property
     def input_code_range(self) -> tuple[int, int]:
-        """Smallest and largest code of every layer's input quantizer."""
+        """Smallest and largest code of the input quantizer ``quant0`` (the first layer's)."""
+        return code_range(self.input_bit_width, signed=self.quant_signed, narrow=self.quant_narrow)
+
+    @property
+    def activation_code_range(self) -> tuple[int, int]:
+        """Smallest and largest code of the later layers' input quantizers (``n_a_bits``)."""
         return code_range(self.n_a_bits, signed=self.quant_signed, narrow=self.quant_narrow)
 
     def linear_layers(self) -> list[qnn.QuantLinear]:
@@ -469,9 +533,11 @@ class SparseQuantNeuralNetwork(nn.Module):
         """Largest fan-in ``k`` at which any weights and inputs fit ``n_accum_bits``.
 
         Any ``k`` weight codes times any ``k`` input codes, each anywhere in its range
-        (``weight_code_range``, ``input_code_range``), sum inside the signed
-        ``n_accum_bits`` range; the bias is not counted (``make_pruning_permanent``
-        clamps it). Signed 3/3/8 gives 7: products lie in [-12, 16] and 7 * 16 <= 127.
+        (``weight_code_range``; ``input_code_range`` for the first layer,
+        ``activation_code_range`` for the others: the smaller cap of the two),
+        sum inside the signed ``n_accum_bits`` range; the bias is not counted
+        (``make_pruning_permanent`` clamps it). Signed 3/3/8 gives 7: products lie in
+        [-12, 16] and 7 * 16 <= 127.
 
         The widely used ``floor((2^acc - 1) / ((2^w - 1) * (2^a - 1)))`` gives 5 there:
         it is loose for signed codes, whose magnitudes are about half of ``2^b - 1``, and
@@ -479,15 +545,18 @@ class SparseQuantNeuralNetwork(nn.Module):
         by ``2^acc - 1`` although a signed accumulator holds only ``2^(acc-1) - 1``:
         at 3/3/8 unsigned it allows 5 inputs, and 5 * 4 * 7 = 140 > 127.
         """
-        return max_fan_in(self.weight_code_range, self.input_code_range, self.n_accum_bits)
+        return min(
+            max_fan_in(self.weight_code_range, codes, self.n_accum_bits)
+            for codes in (self.input_code_range, self.activation_code_range)
+        )
 
     def _fan_in_cap(self) -> int:
         cap = self.max_active_neurons()
         if cap == 0:
             raise ValueError(
                 f"n_accum_bits={self.n_accum_bits} is too small for n_w_bits={self.n_w_bits} "
-                f"and n_a_bits={self.n_a_bits}: not even one weight-input product fits; "
-                "raise n_accum_bits or lower the bit-widths"
+                f"and {self._bits_text()}: not even one weight-input product fits; raise "
+                "n_accum_bits or lower the bit-widths"
             )
         return cap
 
@@ -526,7 +595,6 @@ class SparseQuantNeuralNetwork(nn.Module):
         if self.accumulator_rule == "fan_in":
             cap = self._fan_in_cap()
             return [FanInMask(fc.out_features, fc.in_features, cap) for fc in layers]
-        low, high = self.input_code_range
         # Training budget for hidden inputs: a non-negative activation never gives a
         # negative code. The certificate then reads the real tables.
         probe = torch.linspace(-1e4, 1e4, 20_001)
@@ -534,6 +602,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             non_negative = bool((self.activation_function()(probe) >= 0).all())
         masks = []
         for i, fc in enumerate(layers):
+            low, high = self.input_code_range if i == 0 else self.activation_code_range
             layer_low = max(low, 0) if i > 0 and non_negative else low
             masks.append(
                 L1BudgetMask(
@@ -708,7 +777,10 @@ class SparseQuantNeuralNetwork(nn.Module):
         with self._eval_mode():
             input_scale = float(self.quant0.act_quant.scale())
         return IntegerModel(
-            config={name: getattr(self, name) for name in _INTEGER_CONFIG},
+            config={
+                name: self.input_bit_width if name == "n_input_bits" else getattr(self, name)
+                for name in CONFIG_KEYS
+            },
             input_scale=input_scale,
             weights=[weight for weight, _, _ in codes],
             biases=[bias for _, bias, _ in codes],
@@ -778,7 +850,12 @@ class SparseQuantNeuralNetwork(nn.Module):
 
         with self._eval_mode():
             certificate = certify_network(
-                self.n_layers, layer_codes, self.input_code_range, self.n_accum_bits, tabulate
+                self.n_layers,
+                layer_codes,
+                self.input_code_range,
+                self.n_accum_bits,
+                tabulate,
+                self.activation_code_range,
             )
         return certificate, codes, lookups
 
@@ -808,7 +885,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             real = torch.as_tensor(values * scale[part, None], dtype=torch.float32)
             activated = getattr(self, f"act{layer}")(real)
             next_codes = torch.round(activated / next_scale).double().numpy()
-            chunks.append(np.clip(next_codes, *self.input_code_range).astype(np.int64))
+            chunks.append(np.clip(next_codes, *self.activation_code_range).astype(np.int64))
         return np.concatenate(chunks), first[:, 0].astype(np.int64), shift
 
 

@@ -42,13 +42,14 @@ def regression():
 @pytest.mark.parametrize("estimator_class", [QNNClassifier, QNNRegressor])
 def test_module_parameters_are_visible_with_the_module_defaults(estimator_class):
     """Every module parameter is an estimator parameter with the module's default, except
-    the three the estimators choose from the benchmark suites (the module keeps the seed's)."""
+    the four the estimators choose from the benchmark suites (the module keeps the seed's)."""
     params = estimator_class().get_params()
     net = SparseQuantNeuralNetwork(input_dim=1, n_layers=3, n_outputs=1)
     estimator_defaults = {
         "accumulator_rule": "l1_budget",
         "n_hidden_neurons_min": 64,
         "n_hidden_neurons_multiplier": 2,
+        "n_input_bits": "auto",
     }
     for name, default in net.get_config().items():
         if name in ("input_dim", "n_outputs"):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from concrete_qnn import MAX_BITWIDTH_BACKWARD_COMPATIBLE, SparseQuantNeuralNetwork
 from concrete_qnn.accumulator import accumulator_bounds, code_range, max_fan_in, signed_range
+from concrete_qnn.integer_model import OutputHead
 from concrete_qnn.qnn_module import L1BudgetMask
 
 
@@ -31,7 +32,7 @@ def brevitas_layer_codes(net, layer):
         unit = (quant_weight.scale.reshape(-1) * input_scale).double()
         at_zero = fc(quant(torch.zeros(1, fc.in_features)))[0].double()
     int_quant = quant.act_quant.fused_activation_quant_proxy.tensor_quant.int_quant
-    width = torch.tensor(float(net.n_a_bits))
+    width = quant.act_quant.bit_width()
     inputs = (int(int_quant.min_int(width)), int(int_quant.max_int(width)))
     bias = torch.round(at_zero / unit).long().tolist()
     return quant_weight.int().long().tolist(), bias, inputs, unit
@@ -102,8 +103,10 @@ def test_signature_and_defaults():
         "quant_signed",
         "accumulator_rule",
         "n_hidden_neurons_min",
+        "n_input_bits",
     ]
     defaults = {name: p.default for name, p in parameters.items()}
+    assert defaults["n_input_bits"] is None  # inputs have n_a_bits, as in the seed
     assert defaults["accumulator_rule"] == "fan_in"
     assert defaults["n_hidden_neurons_min"] == 0  # the seed's width rule
     assert defaults["n_hidden_neurons_multiplier"] == 4
@@ -188,6 +191,19 @@ def test_quantizers_follow_the_configuration():
         ),
         ({"n_accum_bits": 4}, r"n_accum_bits=4 is too small for n_w_bits=3 and n_a_bits=3"),
         ({"accumulator_rule": "a2q"}, r"accumulator_rule must be one of 'fan_in', 'l1_budget'"),
+        ({"n_input_bits": 0}, r"n_input_bits must be None, 'auto' or an integer >= 1, got 0"),
+        ({"n_input_bits": "fine"}, r"n_input_bits must be None, 'auto' .* got 'fine'"),
+        ({"n_input_bits": True}, r"n_input_bits must be None, 'auto' .* got True"),
+        ({"n_input_bits": 4.5}, r"n_input_bits must be None, 'auto' .* got 4.5"),
+        ({"n_input_bits": 1}, r"n_input_bits=1 .* input codes \[-1, 0\], which have no positive"),
+        (
+            {"n_input_bits": 6},
+            r"too small for n_w_bits=3 and n_a_bits=3 and n_input_bits=6: not even one",
+        ),
+        (
+            {"accumulator_rule": "l1_budget", "n_input_bits": 9},
+            r"n_accum_bits=8 is too small for n_a_bits=3 and n_input_bits=9: not even a weight",
+        ),
         (
             {"accumulator_rule": "l1_budget", "n_accum_bits": 3},
             r"n_accum_bits=3 is too small for n_a_bits=3: not even a weight code of 1",
@@ -219,6 +235,43 @@ def test_unsigned_one_bit_activations_are_computed_exactly():
     train_steps(net, 3)
     certificate = net.make_pruning_permanent()
     assert_certificate_matches_enumeration(net, certificate)
+
+
+# ---------------------------------------------------------------------- input bits
+@pytest.mark.parametrize("rule", ["fan_in", "l1_budget"])
+def test_finer_input_codes_reach_only_the_first_quantizer_and_stay_certified(rule):
+    # 5-bit inputs, 3-bit activations, 10-bit accumulators (one 5-bit input times a 3-bit
+    # weight code reaches 64, which the fan-in cap of an 8-bit accumulator would not hold).
+    net = SparseQuantNeuralNetwork(
+        2, 3, 2, n_input_bits=5, n_accum_bits=10, accumulator_rule=rule, n_hidden_neurons_min=3
+    )
+    assert [int(getattr(net, f"quant{i}").act_quant.bit_width()) for i in range(3)] == [5, 3, 3]
+    assert net.input_code_range == (-16, 15) and net.activation_code_range == (-4, 3)
+    train_steps(net, 2, steps=5)
+    certificate = net.make_pruning_permanent()
+    assert certificate.layers[0].input_range == (-16, 15)
+    assert all(layer.input_range[0] >= 0 for layer in certificate.layers[1:])  # after ReLU
+    assert_certificate_matches_enumeration(net, certificate)  # every 5-bit input vector
+    assert max(worst_case_bits(net)) <= 10
+
+
+def test_auto_input_bits_follow_the_accumulator_budget_of_the_l1_rule():
+    def bits(input_dim, **kwargs):
+        return SparseQuantNeuralNetwork(input_dim, 3, 2, **kwargs).input_bit_width
+
+    assert bits(6, n_input_bits="auto", accumulator_rule="l1_budget") == 5
+    assert bits(10, n_input_bits="auto", accumulator_rule="l1_budget") == 4
+    assert bits(30, n_input_bits="auto", accumulator_rule="l1_budget") == 3
+    # the fan-in cap counts every input at its extreme code: finer codes only cut it
+    assert bits(6, n_input_bits="auto", accumulator_rule="fan_in") == 3
+    assert bits(6) == 3 and bits(6, n_input_bits=4) == 4  # None keeps n_a_bits
+    net = SparseQuantNeuralNetwork(6, 3, 2, n_input_bits="auto", accumulator_rule="l1_budget")
+    assert net.get_config()["n_input_bits"] == "auto"  # what was asked, for clone/pickle
+    with warnings.catch_warnings():  # an untrained network's biases may need clamping
+        warnings.simplefilter("ignore")
+        net.make_pruning_permanent()
+    head = OutputHead("regression")
+    assert net.to_integer_model(head).config["n_input_bits"] == 5  # what was used
 
 
 # ---------------------------------------------------------------------- fan-in
@@ -478,6 +531,7 @@ def test_weights_over_the_bound_are_dropped_when_pruning_was_bypassed():
     prune_fraction=st.sampled_from([0.0, 0.25]),
     seed=st.integers(0, 2**16),
     rule=st.sampled_from(["fan_in", "l1_budget"]),
+    n_input_bits=st.sampled_from([None, "auto", 2, 4, 6]),
 )
 def test_every_accumulator_fits_after_permanent_pruning(
     n_w_bits,
@@ -493,13 +547,19 @@ def test_every_accumulator_fits_after_permanent_pruning(
     prune_fraction,
     seed,
     rule,
+    n_input_bits,
 ):
     weights = code_range(n_w_bits, True, narrow)
-    inputs = code_range(n_a_bits, signed, narrow)
-    if rule == "fan_in":
-        assume(max_fan_in(weights, inputs, n_accum_bits) >= 1)
-    else:
-        assume(max(-inputs[0], inputs[1]) <= 2 ** (n_accum_bits - 1) - 1)
+    activations = code_range(n_a_bits, signed, narrow)
+    inputs = activations
+    if isinstance(n_input_bits, int):
+        inputs = code_range(n_input_bits, signed, narrow)
+    assume(inputs[1] >= 1)
+    for codes in (inputs, activations):
+        if rule == "fan_in":
+            assume(max_fan_in(weights, codes, n_accum_bits) >= 1)
+        else:
+            assume(max(-codes[0], codes[1]) <= 2 ** (n_accum_bits - 1) - 1)
     assume(n_layers == 1 or int(input_dim * multiplier) >= 1)
     torch.manual_seed(seed)
     net = SparseQuantNeuralNetwork(
@@ -514,6 +574,7 @@ def test_every_accumulator_fits_after_permanent_pruning(
         quant_narrow=narrow,
         quant_signed=signed,
         accumulator_rule=rule,
+        n_input_bits=n_input_bits,
     )
     with torch.no_grad():
         for fc in net.linear_layers():

@@ -132,7 +132,14 @@ def test_lookup_equals_the_table_at_the_truncated_value(data):
     width = int((last - first).max()) + 1
     table = data.draw(hnp.arrays(np.int64, (n_hidden, width), elements=st.integers(-4, 3)))
     model = IntegerModel(
-        config=dict(n_w_bits=3, n_a_bits=3, n_accum_bits=12, quant_signed=True, quant_narrow=False),
+        config=dict(
+            n_w_bits=3,
+            n_a_bits=3,
+            n_input_bits=3,
+            n_accum_bits=12,
+            quant_signed=True,
+            quant_narrow=False,
+        ),
         input_scale=1.0,
         weights=weights,
         biases=biases,
@@ -183,7 +190,7 @@ def test_files_carry_the_truncation(fitted, cancer, tmp_path):
         assert [row["lookup_bits"] for row in loaded.certificate.rows()] == [5, 5, None]
         with np.load(tmp_path / "model.npz", allow_pickle=False) as archive:
             metadata = json.loads(archive["metadata"].tobytes())
-        assert metadata["format_version"] == 3
+        assert metadata["format_version"] == 4
         assert metadata["lsbs_to_remove"] == loaded.lsbs_to_remove
     finally:
         fitted.set_params(rounding_threshold_bits=None)
@@ -298,12 +305,15 @@ def test_training_with_rounding_in_the_loop_beats_rounding_afterwards():
     """Curved classes whose hidden accumulators use little of their certified width: read
     at 5 bits, the network trained exactly loses most of its accuracy; the same network
     trained through the rounded tables keeps it (measured: 0.615 against 0.455, exact
-    reading 0.66)."""
+    reading 0.66). 3-bit inputs, as measured: with the finer inputs of
+    ``n_input_bits="auto"`` this small problem does not separate the two (0.69 against
+    0.705)."""
     X, y = make_gaussian_quantiles(n_samples=800, n_features=6, n_classes=3, random_state=0)
     train, test = np.arange(len(X)) % 4 != 0, np.arange(len(X)) % 4 == 0
-    aware = QNNClassifier(random_state=0, max_epochs=30, rounding_threshold_bits=5)
+    coarse = {"module__n_input_bits": None}
+    aware = QNNClassifier(random_state=0, max_epochs=30, rounding_threshold_bits=5, **coarse)
     aware.fit(X[train], y[train])
-    exact = QNNClassifier(random_state=0, max_epochs=30, rounding_threshold_bits=None)
+    exact = QNNClassifier(random_state=0, max_epochs=30, rounding_threshold_bits=None, **coarse)
     exact.fit(X[train], y[train]).set_params(rounding_threshold_bits=5)
     assert aware.score(X[test], y[test]) >= exact.score(X[test], y[test]) + 0.08
 
