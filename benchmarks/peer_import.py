@@ -64,7 +64,9 @@ def export(folder: Path) -> None:
         ).fit(X, y)
         stem = f"{name}_{n_w_bits}{n_a_bits}{n_accum_bits}_{'signed' if signed else 'unsigned'}"
         model.export_onnx(folder / f"{stem}.onnx")
-        integer = model.integer_model_
+        # The export is the network itself, read whole (no lookup tables): compare with the
+        # integer model that reads every accumulator bit, not the default 5-bit lookups.
+        integer = model.set_params(rounding_threshold_bits=None).integer_model_
         np.savez(folder / f"{stem}.npz", X=X, accumulators=integer.run(X), step=integer.scales[-1])
         lookups = sum(model.module_.layer_widths()[1:-1])
         meta = {"n_accum_bits": n_accum_bits, "table_lookups": lookups}
