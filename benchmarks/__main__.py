@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 from benchmarks.protocol import (
@@ -147,7 +148,7 @@ def plot_timing(timing, path: Path) -> None:
     plt.close(figure)
 
 
-def write_results(results, low_bits, ceilings, timing, speeds, seconds: float) -> str:
+def write_results(results, low_bits, ceilings, timing, speeds, seconds: float, jobs: int) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -157,8 +158,9 @@ def write_results(results, low_bits, ceilings, timing, speeds, seconds: float) -
         "deviation, the diabetes target likewise; score = accuracy, or R^2 on the standardized",
         "target; mean over folds. Estimator defaults (3 layers, multiplier 4, 3-bit weights",
         "and activations), `random_state=0`. Every fitted model's certificate was checked.",
-        f"Machine: {torch.get_num_threads()} torch thread(s), CPU. "
-        f"Total time {seconds / 60:.1f} min.",
+        f"Machine: CPU; accuracies measured in {jobs} process(es) of "
+        f"{1 if jobs > 1 else torch.get_num_threads()} torch thread(s), timings alone with "
+        f"{torch.get_num_threads()}. Total time {seconds / 60:.1f} min.",
         "",
         f"## Accuracy at 3/3/8 bits (default rule: {DEFAULT_RULE})",
         "",
@@ -246,44 +248,73 @@ def write_results(results, low_bits, ceilings, timing, speeds, seconds: float) -
     return "\n".join(lines) + "\n"
 
 
+def accuracy_settings() -> list[tuple[str, dict]]:
+    """The (key, estimator parameters) of every accuracy measurement of a dataset: each
+    rule at each of ``ACCUM_BITS``, then the 2-bit settings at ``LOW_BITS`` (key "low")."""
+    settings = [
+        (f"{rule} {bits}", {"module__n_accum_bits": bits, "module__accumulator_rule": rule})
+        for rule in RULES
+        for bits in ACCUM_BITS
+    ]
+    low = {"module__n_w_bits": 2, "module__n_a_bits": 2, "module__accumulator_rule": "l1_budget"}
+    return [*settings, ("low", {"module__n_accum_bits": LOW_BITS, **low})]
+
+
+def _evaluate(name: str, params: dict, threads: int | None):
+    """``evaluate_qnn`` in a worker process: its result, or the ValueError of a bound that
+    fits not even one weight."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    try:
+        return evaluate_qnn(name, **params)
+    except ValueError as error:
+        return error
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--output", type=Path, default=HERE)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes for the accuracy measurements (joblib), each with one torch thread "
+        "when more than 1; timings always run alone afterwards",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
-    results, low_bits, ceilings, timing, speeds = {}, {}, {}, {}, {}
+    tasks = [(name, key, params) for name in args.datasets for key, params in accuracy_settings()]
+    outcomes = Parallel(n_jobs=args.jobs, return_as="generator")(  # printed as they come
+        delayed(_evaluate)(name, params, 1 if args.jobs > 1 else None) for name, _, params in tasks
+    )
+    results = {name: {rule: {} for rule in RULES} for name in args.datasets}
+    low_bits, ceilings, timing, speeds = {}, {}, {}, {}
+    for (name, key, params), outcome in zip(tasks, outcomes, strict=True):
+        if isinstance(outcome, ValueError):  # the bound fits not even one weight: say so
+            print(f"{name} {key} bits: {outcome}", flush=True)
+        elif key == "low":
+            low_bits[name] = outcome
+            print(f"{name} l1_budget 2/2/{LOW_BITS}: {outcome.mean:.4f}", flush=True)
+        else:
+            rule, bits = params["module__accumulator_rule"], params["module__n_accum_bits"]
+            results[name][rule][bits] = outcome
+            print(f"{name} {key} bits: {outcome.mean:.4f} {outcome.scores}", flush=True)
     for name in args.datasets:
         n_features = folds(name)[0].X_train.shape[1]
         ceilings[name] = float_ceiling(name, hidden=hidden_width(n_features))
-        results[name] = {rule: {} for rule in RULES}
-        for rule in RULES:
-            for bits in ACCUM_BITS:
-                try:
-                    result = evaluate_qnn(
-                        name, module__n_accum_bits=bits, module__accumulator_rule=rule
-                    )
-                except ValueError as error:  # the bound fits not even one weight: say so
-                    print(f"{name} {rule} {bits} bits: {error}", flush=True)
-                    continue
-                results[name][rule][bits] = result
-                print(f"{name} {rule} {bits} bits: {result.mean:.4f} {result.scores}", flush=True)
-        low_bits[name] = evaluate_qnn(
-            name,
-            module__n_accum_bits=LOW_BITS,
-            module__n_w_bits=2,
-            module__n_a_bits=2,
-            module__accumulator_rule="l1_budget",
-        )
-        print(f"{name} l1_budget 2/2/{LOW_BITS}: {low_bits[name].mean:.4f}", flush=True)
         timing[name] = epoch_seconds(name)
         speeds[name] = throughput(name)
         print(f"{name}: ceiling {ceilings[name]}, epoch s {timing[name]}", flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
     plot_accuracy(results, ceilings, args.output / "accuracy_vs_accum_bits.png")
     plot_timing(timing, args.output / "fit_time_ratio.png")
-    text = write_results(results, low_bits, ceilings, timing, speeds, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    text = write_results(results, low_bits, ceilings, timing, speeds, seconds, args.jobs)
     (args.output / "RESULTS.md").write_text(text)
     print(text)
 
