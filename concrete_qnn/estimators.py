@@ -762,9 +762,11 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     (``criterion__weight``, ``callbacks``, ``train_split``, ``warm_start``, ``device``,
     ``iterator_train__*``, ...). ``random_state`` seeds torch for bit-identical refits;
     ``progress_bar=True`` shows a progress bar. ``rounding_threshold_bits`` (default 5; None
-    for none, or one entry per hidden layer) is how many high bits of each hidden layer's
-    certified accumulator its table lookup reads: the integer model drops the others
-    (``floor(A / 2^k)``, as concrete-python's ``truncate_bit_pattern``), in the clear and
+    for none, or one entry per hidden layer) is how many high bits of an ``n_accum_bits``
+    accumulator each hidden layer's table lookup reads: the integer model drops the
+    ``k = n_accum_bits - rounding_threshold_bits`` low bits (``floor(A / 2^k)``, as
+    concrete-python's ``truncate_bit_pattern``; a layer certified narrower than the bound
+    reads fewer bits, in the buckets training saw), in the clear and
     under FHE alike, which makes encrypted inference several times faster for a small loss
     of accuracy (Concrete ML's parameter of the same name). Training reads the hidden
     accumulators through the same rounding (``SparseQuantNeuralNetwork.rounded_lookups``),

@@ -61,7 +61,8 @@ def test_tables_hold_the_function_at_each_bucket_centre(fitted, bits):
     for layer in range(integer.n_layers - 1):
         certificate = integer.certificate.layers[layer]
         shift = integer.lsbs_to_remove[layer]
-        assert shift == lsbs_to_remove(certificate.bits.max(), bits)
+        bound_shift = lsbs_to_remove(module.n_accum_bits, bits)  # what training drops
+        assert shift == min(bound_shift, certificate.bits.max() - 1)
         assert certificate.lookup_bits == certificate.bits.max() - shift
         next_scale = float(getattr(module, f"quant{layer + 1}").act_quant.scale())
         low, high = integer.input_range
@@ -101,6 +102,29 @@ def test_lookup_reads_the_truncated_accumulator(fitted, cancer, bits):
         expected = np.take_along_axis(integer.tables[layer], index.T, axis=1).T
         codes = integer.lookup(layer, accumulators)
         np.testing.assert_array_equal(codes, expected)
+
+
+def test_a_layer_certified_below_the_bound_drops_the_bits_training_drops(cancer):
+    """At a wide bound the fan-in rule certifies layers far narrower than it; their tables
+    must drop the low bits training dropped (``n_accum_bits - rounding_threshold_bits``),
+    not read finer buckets the network never saw (which scored 0.667 on breast_cancer)."""
+    X, y = cancer
+    model = QNNClassifier(
+        random_state=0,
+        max_epochs=8,
+        module__accumulator_rule="fan_in",
+        module__n_accum_bits=12,
+        rounding_threshold_bits=5,
+    ).fit(X, y)
+    integer, module = model.integer_model_, model.module_
+    for layer in model.certificate_.layers[:-1]:
+        assert layer.bits.max() < 12
+        assert layer.lookup_bits == layer.bits.max() - 7 < 5
+    assert integer.lsbs_to_remove == [7, 7]
+    with torch.no_grad(), module._eval_mode(), module.rounded_lookups(5):
+        learned = module(torch.as_tensor(X, dtype=torch.float32)).argmax(1).numpy()
+    assert np.mean(integer.predict(X) == model.classes_[learned]) >= 0.99
+    assert model.score(X, y) >= 0.9
 
 
 def test_rounding_costs_little_accuracy_on_breast_cancer(fitted, cancer):
