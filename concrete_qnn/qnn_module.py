@@ -869,8 +869,8 @@ class SparseQuantNeuralNetwork(nn.Module):
         fewer than ``lookup_bits`` (finer buckets than training's read the accumulator
         differently: on a breast_cancer fold at 3/3/12 with the fan-in rule, layers
         certified at 9-10 bits read at 5 bits scored 0.667, at training's shift 0.930).
-        The shift stays
-        below ``bits``: any larger one splits the interval at 0 alone, as this one does."""
+        The shift stays below ``bits``: any larger one splits the interval at 0 alone, as
+        this one does."""
         bits = int(layer_certificate.bits.max())
         return min(lsbs_to_remove(self.n_accum_bits, lookup_bits), max(bits - 1, 0))
 
