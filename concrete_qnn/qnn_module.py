@@ -111,35 +111,45 @@ class L1BudgetMask(NeuronMask):
     ----------
     n_out, n_in : int
     weight_range : (int, int), the weight codes ``(wmin, wmax)``
-    input_low, input_high : float arrays (n_in,), the codes each input reaches in training
+    input_low, input_high : float arrays (n_in,), the codes each input reaches in training;
+        each range holds 0 (``input_low <= 0 <= input_high``), as every code range does
     accum_range : (int, int), the signed ``n_accum_bits`` range
+
+    Raises
+    ------
+    ValueError
+        If an input's range does not hold 0 (the selection relies on it).
     """
 
     def __init__(self, n_out, n_in, weight_range, input_low, input_high, accum_range):
         super().__init__(n_out, n_in)
+        if np.any(np.asarray(input_low) > 0) or np.any(np.asarray(input_high) < 0):
+            raise ValueError("L1BudgetMask needs input code ranges that hold 0")
         self.weight_low, self.weight_high = (float(end) for end in weight_range)
         self.accum_low, self.accum_high = (float(end) for end in accum_range)
         self.register_buffer("input_low", torch.as_tensor(input_low).float(), persistent=False)
         self.register_buffer("input_high", torch.as_tensor(input_high).float(), persistent=False)
+        self.register_buffer("positions", torch.arange(n_in), persistent=False)
         self.bias_units = None
 
     def keep(self, weight: torch.Tensor) -> torch.Tensor:
+        magnitude = weight.abs()
         largest = max(-self.weight_low, self.weight_high)
-        scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-30) / largest
+        scale = magnitude.amax(dim=1, keepdim=True).clamp_min(1e-30) / largest
         codes = torch.round(weight / scale).clamp(self.weight_low, self.weight_high)
         at_low, at_high = codes * self.input_low, codes * self.input_high
-        bias = torch.zeros(weight.shape[0], device=weight.device)
-        if self.bias_units is not None:
-            bias = torch.round(self.bias_units.to(weight) / scale[:, 0])
-        order = weight.abs().argsort(dim=1, descending=True)
+        order = magnitude.argsort(dim=1, descending=True)
         high = torch.maximum(at_low, at_high).gather(1, order).cumsum(1)
         low = torch.minimum(at_low, at_high).gather(1, order).cumsum(1)
-        fits = torch.ones_like(high, dtype=torch.bool)
-        for offset in (bias[:, None], 0.0):  # the sum before the bias must fit too
-            fits &= (high + offset <= self.accum_high) & (low + offset >= self.accum_low)
-        fits[:, 0] = True
-        fits = fits.int().cummin(dim=1).values.to(weight.dtype)
-        return torch.zeros_like(weight).scatter_(1, order, fits)
+        room_high, room_low = self.accum_high, self.accum_low
+        if self.bias_units is not None:  # the sum before the bias must fit too
+            bias = torch.round(self.bias_units.to(weight) / scale[:, 0])[:, None]
+            room_high, room_low = room_high - bias.clamp(min=0), room_low - bias.clamp(max=0)
+        # Each input's range holds 0, so every weight widens the interval: the weights that
+        # fit are a prefix of ``order``. The largest is always kept.
+        n_kept = ((high <= room_high) & (low >= room_low)).sum(1, keepdim=True).clamp_min(1)
+        kept = (self.positions < n_kept).to(weight.dtype)
+        return torch.zeros_like(weight).scatter_(1, order, kept)
 
 
 # Rules that keep each neuron's accumulator within n_accum_bits during training.
@@ -474,17 +484,20 @@ class SparseQuantNeuralNetwork(nn.Module):
                 f"features, got shape {tuple(x.shape)} with {x.shape[-1]} features"
             )
         budgets = self.accumulator_rule == "l1_budget" and self.pruning_enabled
-        for i in range(self.n_layers):
-            x, fc = getattr(self, f"quant{i}")(x), getattr(self, f"fc{i}")
-            if budgets:  # the bias counts against the budget, in units of the input scale
-                fc.parametrizations.weight[0].bias_units = (fc.bias / x.scale).detach()
-            shift = self._lookup_shifts[i] if i < self.n_layers - 1 else 0
-            input_scale = x.scale if shift else None
-            x = fc(x)
-            if i < self.n_layers - 1:
-                if shift:
-                    x = self._read_as_table(x, fc, input_scale, shift)
-                x = getattr(self, f"act{i}")(x)
+        # Each masked weight is computed once per pass: the layer and the bucket centres of
+        # _read_as_table read it, and the L1-budget selection is a sort of every row.
+        with parametrize.cached():
+            for i in range(self.n_layers):
+                x, fc = getattr(self, f"quant{i}")(x), getattr(self, f"fc{i}")
+                if budgets:  # the bias counts against the budget, in input-scale units
+                    fc.parametrizations.weight[0].bias_units = (fc.bias / x.scale).detach()
+                shift = self._lookup_shifts[i] if i < self.n_layers - 1 else 0
+                input_scale = x.scale if shift else None
+                x = fc(x)
+                if i < self.n_layers - 1:
+                    if shift:
+                        x = self._read_as_table(x, fc, input_scale, shift)
+                    x = getattr(self, f"act{i}")(x)
         return x
 
     @contextlib.contextmanager

@@ -644,6 +644,27 @@ def test_l1_budget_mask_keeps_the_largest_weights_whose_codes_fit(
             assert min(lo[0], lo0[0]) < accum[0] or max(hi[0], hi0[0]) > accum[1]
 
 
+def test_l1_budget_mask_refuses_input_ranges_without_zero():
+    with pytest.raises(ValueError, match="hold 0"):
+        L1BudgetMask(2, 3, (-4, 3), np.full(3, 1.0), np.full(3, 7.0), signed_range(8))
+
+
+@pytest.mark.parametrize("rule", ["fan_in", "l1_budget"])
+def test_a_training_pass_selects_each_layers_weights_once(rule, monkeypatch):
+    # The rounded lookups read each hidden layer's weight scale again; the selection (a sort
+    # of every row under the L1 budget) must not run a second time for it.
+    net = SparseQuantNeuralNetwork(8, 2, 3, n_accum_bits=8, accumulator_rule=rule)
+    net.enable_pruning()
+    mask_type = type(net.fc0.parametrizations.weight[0])
+    calls = []
+    original = mask_type.keep
+    monkeypatch.setattr(mask_type, "keep", lambda self, w: calls.append(1) or original(self, w))
+    with net.rounded_lookups(5):
+        net.train()
+        net(torch.randn(16, 8)).sum().backward()
+    assert len(calls) == net.n_layers
+
+
 def test_l1_budget_builds_where_no_fan_in_fits_and_keeps_max_active_neurons():
     net = SparseQuantNeuralNetwork(8, 2, 2, n_accum_bits=5, accumulator_rule="l1_budget")
     assert net.max_active_neurons() == 0  # its meaning: the fan-in rule fits none
