@@ -2,8 +2,9 @@
 
 Accuracy at 3/3/n_accum_bits over 5 folds of every dataset, against a float ceiling, for each
 accumulator rule (``module__accumulator_rule``: the fan-in cap and the L1 budget) on the same
-folds; fit time per epoch against a plain float skorch MLP of the same topology (side by side,
-one run), and of one rule against the other; integer-model throughput. Needs the ``bench``
+folds; fit time per epoch against a plain float skorch MLP of the same topology, and of one
+rule against the other (side by side, interleaved, median over ``TIMING_ROUNDS`` rounds);
+integer-model throughput. Needs the ``bench``
 extra (matplotlib).
 """
 
@@ -40,11 +41,16 @@ LOW_BITS = 5
 DEFAULT_RULE = inspect.signature(QNNClassifier).parameters["module__accumulator_rule"].default
 HERE = Path(__file__).resolve().parent
 THROUGHPUT_ROWS = 100_000
+# Rounds of the three timed fits (fan-in QNN, float MLP, L1-budget QNN), one after the other.
+# Two fits of one model on the same data took 0.40 and 0.52 s per epoch on this 2-core
+# machine, so one round can misstate a ratio by a quarter.
+TIMING_ROUNDS = 3
 
 
 def epoch_seconds(name: str) -> tuple[float, float, float]:
-    """Median seconds per epoch on fold 0 of the QNN (fan-in rule), of the float skorch MLP
-    and of the QNN with the L1-budget rule."""
+    """Seconds per epoch on fold 0 of the QNN (fan-in rule), of the float skorch MLP and of
+    the QNN with the L1-budget rule: the median over ``TIMING_ROUNDS`` rounds, each fitting
+    the three in turn, of each fit's median epoch."""
     fold = folds(name)[0]
     task = DATASETS[name][1]
     estimator = QNNClassifier if task == "classification" else QNNRegressor
@@ -72,15 +78,15 @@ def epoch_seconds(name: str) -> tuple[float, float, float]:
     else:
         plain = NeuralNetRegressor(FloatMLP, **common)
         y_plain = y.reshape(-1, 1)
-    torch.manual_seed(0)
-    plain.fit(X, y_plain)
-    qnn.fit(X, y)
-    budget.fit(X, y)
-    return (
-        statistics.median(qnn.history[:, "dur"]),
-        statistics.median(plain.history[:, "dur"]),
-        statistics.median(budget.history[:, "dur"]),
-    )
+    rounds = []
+    for _ in range(TIMING_ROUNDS):
+        torch.manual_seed(0)
+        plain.fit(X, y_plain)
+        qnn.fit(X, y)
+        budget.fit(X, y)
+        rounds.append([statistics.median(net.history[:, "dur"]) for net in (qnn, plain, budget)])
+    qnn_s, plain_s, budget_s = (statistics.median(column) for column in zip(*rounds, strict=True))
+    return qnn_s, plain_s, budget_s
 
 
 def throughput(name: str) -> tuple[float, float]:
@@ -140,9 +146,7 @@ def plot_timing(timing, path: Path) -> None:
     ratios = [timing[name][0] / timing[name][1] for name in names]  # fan-in rule / float
     figure, axis = plt.subplots(figsize=(6, 3.2))
     axis.bar(names, ratios, color="tab:blue")
-    axis.axhline(2.0, color="tab:red", linestyle=":", label="budget 2x")
     axis.set_ylabel("QNN / float seconds per epoch")
-    axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -221,13 +225,14 @@ def write_results(results, low_bits, ceilings, timing, speeds, seconds: float, j
         "",
         "## Fit time per epoch",
         "",
-        "Median seconds per epoch on fold 0, the QNN (fan-in rule), a plain float skorch MLP of",
-        "the same topology, optimizer, learning rate, batch size and epochs, and the QNN with",
-        "the L1-budget rule, fitted one after the other.",
+        "Seconds per epoch on fold 0 of the QNN (fan-in rule), a plain float skorch MLP of the",
+        "same topology, optimizer, learning rate, batch size and epochs, and the QNN with the",
+        f"L1-budget rule: {TIMING_ROUNDS} rounds, each fitting the three one after the other",
+        "(nothing else running); each figure is the median over rounds of a fit's median epoch.",
         "",
         "![fit time ratio](fit_time_ratio.png)",
         "",
-        "| dataset | QNN s/epoch | float s/epoch | ratio (budget 2x) | l1_budget s/epoch | "
+        "| dataset | QNN s/epoch | float s/epoch | QNN / float | l1_budget s/epoch | "
         "l1_budget / fan_in (budget 1.2x) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
