@@ -1,5 +1,6 @@
 """QNNClassifier and QNNRegressor behave like scikit-learn estimators."""
 
+import copy
 import itertools
 import pickle
 import subprocess
@@ -359,6 +360,16 @@ def test_verbose_zero_is_silent_and_one_prints_the_epoch_table(iris, capsys):
 def test_progress_bar_must_be_a_boolean(iris):
     with pytest.raises(ValueError, match="progress_bar must be True or False, got 'yes'"):
         QNNClassifier(progress_bar="yes", **FAST).fit(*iris)
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 2.5, True])
+def test_max_epochs_below_one_is_refused_and_the_fitted_model_kept(iris, fitted, epochs):
+    model = copy.deepcopy(fitted)
+    expected = model.predict(iris[0])
+    model.set_params(max_epochs=epochs)
+    with pytest.raises(ValueError, match=f"max_epochs must be an integer >= 1, got {epochs!r}"):
+        model.fit(*iris)
+    np.testing.assert_array_equal(model.predict(iris[0]), expected)
 
 
 def test_progress_bar_is_one_parameter_away(iris, capsys):

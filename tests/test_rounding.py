@@ -1,6 +1,7 @@
 """Truncated table inputs (``rounding_threshold_bits``): integer model, files, estimators, FHE."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sklearn.datasets import load_breast_cancer, make_gaussian_quantiles
+from sklearn.datasets import load_breast_cancer, load_iris, make_gaussian_quantiles
 from sklearn.preprocessing import StandardScaler
 
 from concrete_qnn import IntegerModel, QNNClassifier, load
@@ -247,6 +248,31 @@ def test_fit_refuses_a_bad_rounding_before_training(cancer):
     with pytest.raises(ValueError, match="one entry per hidden layer"):
         model.fit(X, y)
     assert not hasattr(model, "module_")
+
+
+def test_fit_warns_where_a_lookup_keeps_almost_none_of_a_wide_accumulator():
+    # Iris at 16-bit accumulators: layers certify far below 16 bits, so the default
+    # 5-bit lookups (which drop 11 bits) read 1 or 2 bits of them.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    wide = QNNClassifier(module__n_accum_bits=16, random_state=0, max_epochs=20)
+    with pytest.warns(UserWarning, match="table lookups read almost nothing") as caught:
+        wide.fit(X, y)
+    hidden = wide.certificate_.layers[:-1]
+    coarse = [layer for layer in hidden if layer.lookup_bits <= 2]
+    assert coarse
+    message = str(next(w.message for w in caught if "almost nothing" in str(w.message)))
+    for layer in coarse:
+        assert f"{layer.name} reads {layer.lookup_bits} of its {layer.bits.max()} bits" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        wide.set_params(rounding_threshold_bits=13)  # rebuilt at once, reads enough
+    assert min(layer.lookup_bits for layer in wide.certificate_.layers[:-1]) > 2
+    with pytest.warns(UserWarning, match="almost nothing"):
+        wide.set_params(rounding_threshold_bits=5)
+    with warnings.catch_warnings():  # no rounding reads every bit
+        warnings.simplefilter("error", UserWarning)
+        wide.set_params(rounding_threshold_bits=None)
 
 
 def test_per_layer_rounding(cancer):
