@@ -11,6 +11,7 @@ one line and exits with status 2 before anything is written.
 from __future__ import annotations
 
 import argparse
+import os
 import reprlib
 import sys
 import time
@@ -300,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     command = {"train": train, "predict": predict, "report": report, "serve": serve}[args.command]
     try:
         command(args)
+    except BrokenPipeError:
+        # The reader closed the pipe (`concrete-qnn predict ... | head`): stop quietly, as
+        # Unix tools do. Python's recipe (docs: "Note on SIGPIPE"): stdout goes to devnull
+        # so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (UsageError, ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"concrete-qnn: error: {message}", file=sys.stderr)

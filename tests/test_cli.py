@@ -80,6 +80,22 @@ def run_cli(*arguments):
     )
 
 
+def test_a_reader_that_closes_the_pipe_stops_predict_quietly(iris_csv, iris_model, tmp_path):
+    # `concrete-qnn predict ... | head -1`: more output than a pipe buffers, read one line.
+    frame = pd.read_csv(iris_csv)
+    pd.concat([frame] * 200).to_csv(tmp_path / "many.csv", index=False)
+    command = [sys.executable, "-m", "concrete_qnn", "predict", str(iris_model)]
+    process = subprocess.Popen(
+        [*command, str(tmp_path / "many.csv")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout.readline().strip() == b"prediction"
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=120) == 1
+    assert stderr == ""
+
+
 def test_a_user_error_is_one_line_and_exit_status_2():
     result = run_cli("train", "--dataset", "iris", "--n-accum-bits", "3", "--no-progress")
     assert result.returncode == 2
