@@ -85,8 +85,7 @@ def epoch_seconds(name: str) -> tuple[float, float, float]:
         qnn.fit(X, y)
         budget.fit(X, y)
         rounds.append([statistics.median(net.history[:, "dur"]) for net in (qnn, plain, budget)])
-    qnn_s, plain_s, budget_s = (statistics.median(column) for column in zip(*rounds, strict=True))
-    return qnn_s, plain_s, budget_s
+    return tuple(statistics.median(column) for column in zip(*rounds, strict=True))
 
 
 def throughput(name: str) -> tuple[float, float]:

@@ -308,12 +308,17 @@ class _QNNEstimatorMixin:
 
     def _integer_model(self, rounding_threshold_bits):
         """The trained module as an integer model whose lookups read
-        ``rounding_threshold_bits`` bits (see ``SparseQuantNeuralNetwork.to_integer_model``);
-        warns where a hidden layer's lookup reads ``COARSE_LOOKUP_BITS`` bits or fewer."""
+        ``rounding_threshold_bits`` bits (see ``SparseQuantNeuralNetwork.to_integer_model``)."""
         integer_model = self.module_.to_integer_model(
             self._output_head(), getattr(self, "feature_names_in_", None), rounding_threshold_bits
         )
-        hidden = integer_model.certificate.layers[:-1]
+        self._warn_coarse_lookups(integer_model.certificate, rounding_threshold_bits)
+        return integer_model
+
+    def _warn_coarse_lookups(self, certificate, rounding_threshold_bits) -> None:
+        """Warn where a hidden layer's lookup reads ``COARSE_LOOKUP_BITS`` bits or fewer
+        although more were asked for (a layer certified far below ``n_accum_bits``)."""
+        hidden = certificate.layers[:-1]
         asked = lookup_bits_per_layer(rounding_threshold_bits, len(hidden))
         coarse = [
             f"{layer.name} reads {layer.lookup_bits} of its {int(layer.bits.max())} bits"
@@ -325,15 +330,14 @@ class _QNNEstimatorMixin:
         if coarse:
             warnings.warn(
                 f"table lookups read almost nothing: {'; '.join(coarse)}. Each lookup drops "
-                "the module__n_accum_bits - rounding_threshold_bits = "
-                f"{self.module_.n_accum_bits} - {rounding_threshold_bits} low bits training "
-                "dropped, and these layers' accumulators are narrower than "
-                "module__n_accum_bits, so the network computes with a few buckets and "
-                "predicts poorly: raise rounding_threshold_bits (None reads every bit) or "
-                "lower module__n_accum_bits",
-                stacklevel=3,
+                "the module__n_accum_bits - rounding_threshold_bits low bits training "
+                f"dropped (module__n_accum_bits={self.module_.n_accum_bits}, "
+                f"rounding_threshold_bits={rounding_threshold_bits!r}), and these layers' "
+                "accumulators are narrower than module__n_accum_bits, so the network "
+                "computes with a few buckets and predicts poorly: raise "
+                "rounding_threshold_bits (None reads every bit) or lower module__n_accum_bits",
+                stacklevel=4,
             )
-        return integer_model
 
     def _forget_fitted_model(self) -> None:
         vars(self).pop("integer_model_", None)
