@@ -13,12 +13,17 @@ that fit's (data, imports and all). Three models at each N:
   rate, weight decay, epochs, cosine schedule, the QNN's ``batch_size_``, batched loading).
 
 Score: accuracy, or R^2 on the standardized target. Results accumulate in
-``benchmarks/scale_results.json`` (one entry per task, N and model; a rerun replaces its
+``benchmarks/scale_results.json`` (one entry per task, N, model and device; a rerun replaces its
 entries), from which ``benchmarks/SCALE.md`` and ``benchmarks/scale_fit_time.png`` are
 regenerated (``--report`` regenerates them alone). Run, e.g.:
 
     python -m benchmarks.scale --sizes 1e3 1e4 1e5 --threads 1
     python -m benchmarks.scale --sizes 1e6 --tasks classification --models qnn
+
+``--device cuda`` fits the two torch models on a GPU (scikit-learn's MLP has no GPU path);
+those rows record their machine (GPU, CPU count, torch) and peak GPU memory
+(``torch.cuda.max_memory_allocated``), and the table puts them beside the CPU rows of the
+same task, N and model.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ def make_data(task: str, n_rows: int):
     return X_train, y_train, X_test, y_test
 
 
-def float_skorch_net(task: str, qnn, n_rows: int):
+def float_skorch_net(task: str, qnn, n_rows: int, device: str):
     """A float skorch MLP trained as ``qnn`` (unfitted) would be on ``n_rows`` rows: same
     topology, optimizer, learning rate, weight decay, epochs, cosine schedule, batch size
     and batched loading."""
@@ -103,11 +108,13 @@ def float_skorch_net(task: str, qnn, n_rows: int):
         train_split=None,
         callbacks=[("lr_schedule", CosineLearningRate())],
         verbose=0,
+        device=device,
     )
 
 
-def fit_one(task: str, n_rows: int, model: str) -> dict:
-    """Fit one model in this process; its fit seconds, peak memory and held-out score."""
+def fit_one(task: str, n_rows: int, model: str, device: str = "cpu") -> dict:
+    """Fit one model in this process, on ``device`` (torch models only); its fit seconds,
+    peak memory and held-out score, and on a GPU the machine that ran it."""
     import torch
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
@@ -116,7 +123,7 @@ def fit_one(task: str, n_rows: int, model: str) -> dict:
 
     X_train, y_train, X_test, y_test = make_data(task, n_rows)
     classify = task == "classification"
-    qnn = (QNNClassifier if classify else QNNRegressor)(random_state=0)
+    qnn = (QNNClassifier if classify else QNNRegressor)(random_state=0, device=device)
     hidden = hidden_width(N_FEATURES)
     if model == "qnn":
         estimator = qnn
@@ -126,7 +133,7 @@ def fit_one(task: str, n_rows: int, model: str) -> dict:
             hidden_layer_sizes=sizes, random_state=0
         )
     else:
-        estimator = float_skorch_net(task, qnn, n_rows)
+        estimator = float_skorch_net(task, qnn, n_rows, device)
         torch.manual_seed(0)
         if classify:
             y_train = y_train.astype(np.int64)
@@ -134,6 +141,8 @@ def fit_one(task: str, n_rows: int, model: str) -> dict:
             y_train = y_train.astype(np.float32).reshape(-1, 1)
     start = time.perf_counter()
     estimator.fit(X_train, y_train)
+    if device != "cpu":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     if model == "skorch_float" and not classify:
         from sklearn.metrics import r2_score
@@ -142,7 +151,8 @@ def fit_one(task: str, n_rows: int, model: str) -> dict:
     else:
         score = estimator.score(X_test, y_test)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    result = {"task": task, "n_rows": n_rows, "model": model, "fit_s": seconds}
+    result = {"task": task, "n_rows": n_rows, "model": model, "device": device}
+    result["fit_s"] = seconds
     result.update({"peak_memory_bytes": peak, "score": float(score)})
     if model == "sklearn_mlp":
         result.update({"batch_size": estimator.batch_size, "epochs": int(estimator.n_iter_)})
@@ -151,11 +161,20 @@ def fit_one(task: str, n_rows: int, model: str) -> dict:
             {"batch_size": estimator.batch_size_ if model == "qnn" else estimator.batch_size}
         )
         result["epochs"] = len(estimator.history)
+    if device != "cpu":
+        result["machine"] = {
+            "gpu": torch.cuda.get_device_name(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+        result["gpu_peak_memory_bytes"] = torch.cuda.max_memory_allocated()
     return result
 
 
-def run_in_subprocess(task: str, n_rows: int, model: str, threads: int | None) -> dict:
+def run_in_subprocess(task: str, n_rows: int, model: str, threads: int | None, device: str) -> dict:
     command = [sys.executable, "-m", "benchmarks.scale", "--one", task, str(n_rows), model]
+    command += ["--device", device]
     if threads is not None:
         command += ["--threads", str(threads)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -171,7 +190,14 @@ def log_log_slope(points: list[tuple[int, float]]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def device_of(result: dict) -> str:
+    return result.get("device", "cpu")  # rows measured before --device existed ran on the CPU
+
+
 def write_report(results: list[dict], machine: dict) -> None:
+    gpu_rows = [r for r in results if device_of(r) != "cpu"]
+    results = [r for r in results if device_of(r) == "cpu"]
+
     def by(task, model):
         rows = [r for r in results if r["task"] == task and r["model"] == model]
         return sorted(rows, key=lambda r: r["n_rows"])
@@ -219,7 +245,35 @@ def write_report(results: list[dict], machine: dict) -> None:
             text = "n/a (under two sizes)" if slope is None else f"{slope:.2f}"
             lines.append(f"| {MODEL_NAMES[model]} | {text} |")
         lines.append("")
+    lines += gpu_report(gpu_rows, results)
     TABLE.write_text("\n".join(lines))
+
+
+def gpu_report(gpu_rows: list[dict], cpu_rows: list[dict]) -> list[str]:
+    """The GPU rows beside the CPU rows of the same task, N and model."""
+    if not gpu_rows:
+        return []
+    lines = [
+        "## On a GPU (`--device cuda`)",
+        "",
+        "| task | N | model | machine | batch size | epochs | fit s | CPU fit s | GPU / CPU "
+        "fit time | peak GPU memory MB | held-out score | CPU score |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(gpu_rows, key=lambda r: (r["task"], r["n_rows"], r["model"])):
+        key = (r["task"], r["n_rows"], r["model"])
+        cpu = [c for c in cpu_rows if (c["task"], c["n_rows"], c["model"]) == key]
+        cpu_s = f"{cpu[0]['fit_s']:.1f}" if cpu else "n/a"
+        ratio = f"{r['fit_s'] / cpu[0]['fit_s']:.2f}" if cpu else "n/a"
+        cpu_score = f"{cpu[0]['score']:.4f}" if cpu else "n/a"
+        m = r["machine"]
+        lines.append(
+            f"| {r['task']} | {r['n_rows']:,} | {MODEL_NAMES[r['model']]} | {m['gpu']}, "
+            f"{m['cpus']} CPUs, torch {m['torch']} | {r['batch_size']} | {r['epochs']} "
+            f"| {r['fit_s']:.1f} | {cpu_s} | {ratio} | "
+            f"{r['gpu_peak_memory_bytes'] / 1e6:,.0f} | {r['score']:.4f} | {cpu_score} |"
+        )
+    return [*lines, ""]
 
 
 def plot(results: list[dict]) -> None:
@@ -232,7 +286,11 @@ def plot(results: list[dict]) -> None:
     for axis, task in zip(axes[0], TASKS, strict=True):
         for model in MODELS:
             rows = sorted(
-                (r for r in results if r["task"] == task and r["model"] == model),
+                (
+                    r
+                    for r in results
+                    if r["task"] == task and r["model"] == model and device_of(r) == "cpu"
+                ),
                 key=lambda r: r["n_rows"],
             )
             if rows:
@@ -260,6 +318,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch and BLAS threads (default: theirs)"
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of the QNN and float skorch fits, e.g. cuda (default: cpu)",
+    )
     parser.add_argument("--note", default="", help="a line on the machine's load, for the table")
     parser.add_argument(
         "--report", action="store_true", help="only rewrite the table and plot from the results"
@@ -274,8 +337,10 @@ def main(argv=None) -> None:
         threadpool_limits(args.threads)
     if args.one:
         task, n_rows, model = args.one
-        print(json.dumps(fit_one(task, int(n_rows), model)))
+        print(json.dumps(fit_one(task, int(n_rows), model, args.device)))
         return
+    if args.device != "cpu" and "sklearn_mlp" in args.models:
+        parser.error("scikit-learn's MLP runs on the CPU only: pass --models qnn skorch_float")
     stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"results": []}
     results = stored["results"]
     if args.report:
@@ -285,23 +350,25 @@ def main(argv=None) -> None:
     for n_rows in (int(float(size)) for size in args.sizes):
         for task in args.tasks:
             for model in args.models:
-                result = run_in_subprocess(task, n_rows, model, args.threads)
+                result = run_in_subprocess(task, n_rows, model, args.threads, args.device)
                 print(json.dumps(result), flush=True)
+                key = (task, n_rows, model, args.device)
                 results = [
-                    r
-                    for r in results
-                    if (r["task"], r["n_rows"], r["model"]) != (task, n_rows, model)
+                    r for r in results if (r["task"], r["n_rows"], r["model"], device_of(r)) != key
                 ]
                 results.append(result)
-                threads = (
-                    f"{args.threads} torch/BLAS thread(s)"
-                    if args.threads
-                    else "default torch/BLAS threads"
-                )
-                machine = {"cpus": os.cpu_count(), "threads": threads, "note": args.note}
-                machine["python"] = platform.python_version()
-                RESULTS.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
-                write_report(results, machine)
+                if args.device == "cpu":  # GPU rows carry their own machine
+                    threads = (
+                        f"{args.threads} torch/BLAS thread(s)"
+                        if args.threads
+                        else "default torch/BLAS threads"
+                    )
+                    machine = {"cpus": os.cpu_count(), "threads": threads, "note": args.note}
+                    machine["python"] = platform.python_version()
+                    stored["machine"] = machine
+                stored["results"] = results
+                RESULTS.write_text(json.dumps(stored, indent=1))
+                write_report(results, stored["machine"])
                 plot(results)
 
 

@@ -66,8 +66,10 @@ def _check_one_fitted_model(model, X):
     was_training = module.training
     module.eval()
     try:
+        device = next(module.parameters()).device
         with torch.no_grad():
-            expected = module(torch.as_tensor(X, dtype=torch.float32)).double().numpy()
+            inputs = torch.as_tensor(X, dtype=torch.float32, device=device)
+            expected = module(inputs).double().cpu().numpy()
     finally:
         module.train(was_training)
     exact = model._integer_model(None)

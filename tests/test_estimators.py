@@ -389,17 +389,6 @@ def test_defaults_train_well_on_standardized_breast_cancer():
     assert cross_val_score(model, X, y, cv=folds).mean() >= 0.95
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_training_and_prediction(iris):
-    X, y = iris
-    model = QNNClassifier(**FAST, device="cuda").fit(X, y)
-    assert next(model.module_.parameters()).is_cuda
-    assert model.certificate_.holds
-    cpu_copy = pickle.loads(pickle.dumps(model))
-    np.testing.assert_array_equal(cpu_copy.predict(X), model.predict(X))
-    assert model.score(X, y) > 0.6
-
-
 def test_skorch_torch_compile_flag_gives_way_to_the_fhe_compile_method():
     model = QNNClassifier()
     assert "compile" not in model.get_params()
