@@ -178,7 +178,7 @@ class _QNNEstimatorMixin:
 
     @property
     def _default_callbacks(self):
-        progress = [("progress_bar", ProgressBar(batches_per_epoch="count"))]
+        progress = [("progress_bar", ProgressBar())]
         schedule = [("lr_schedule", CosineLearningRate())]
         return [
             *super()._default_callbacks,
@@ -492,6 +492,19 @@ class _QNNEstimatorMixin:
                 f"sample_weight needs per-row losses: criterion {criterion!r} has no "
                 "'reduction' argument, as torch.nn losses have"
             )
+
+    def get_params(self, deep=True, **kwargs):
+        """skorch's ``get_params``. While ``fit`` trains with ``batch_size="auto"``, the deep
+        parameters also give the batch size in use as ``iterator_train__batch_size`` and
+        ``iterator_valid__batch_size`` (unless set), so a callback that reads it from the
+        net, as skorch's ``ProgressBar`` does for its total, gets ``batch_size_``, not
+        ``"auto"``. Outside ``fit`` and with ``deep=False`` (``sklearn.base.clone``) the
+        parameters are the ones set."""
+        params = super().get_params(deep=deep, **kwargs)
+        if deep and self._in_training_loop and self.batch_size == "auto":
+            for prefix in ("iterator_train", "iterator_valid"):
+                params.setdefault(f"{prefix}__batch_size", self.batch_size_)
+        return params
 
     def get_params_for(self, prefix):
         """skorch's component parameters; ``batch_size="auto"`` resolves to ``batch_size_``."""

@@ -18,7 +18,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from skorch.callbacks import ProgressBar
+from skorch.callbacks import Callback, ProgressBar
 
 from concrete_qnn import QNNClassifier, QNNRegressor, SparseQuantNeuralNetwork
 from concrete_qnn.callbacks import AccumulatorPruning
@@ -372,13 +372,40 @@ def test_max_epochs_below_one_is_refused_and_the_fitted_model_kept(iris, fitted,
     np.testing.assert_array_equal(model.predict(iris[0]), expected)
 
 
-def test_progress_bar_is_one_parameter_away(iris, capsys):
-    QNNClassifier(**FAST, progress_bar=True).fit(*iris)
-    captured = capsys.readouterr()
-    assert "it/s" in captured.err + captured.out or "s/it" in captured.err + captured.out
-    QNNClassifier(**FAST, callbacks=[ProgressBar(batches_per_epoch="count")]).fit(*iris)
-    captured = capsys.readouterr()
-    assert "it/s" in captured.err + captured.out or "s/it" in captured.err + captured.out
+@pytest.mark.parametrize(
+    ("params", "first_draw"),
+    [
+        ({"progress_bar": True}, "0/5"),
+        ({"callbacks": [ProgressBar()]}, "0/5"),  # skorch's default: total from the batch size
+        ({"callbacks": [ProgressBar(batches_per_epoch="count")]}, "0it"),  # total after epoch 1
+    ],
+    ids=["progress_bar", "skorch_auto", "skorch_count"],
+)
+def test_progress_bar_is_one_parameter_away(iris, capsys, params, first_draw):
+    """With ``batch_size="auto"`` (150 rows: 30-row batches, 5 an epoch) skorch's own
+    ``ProgressBar`` gets the batch size in use; it used to divide by "auto"."""
+    model = QNNClassifier(**FAST, **params).fit(*iris)
+    bars = capsys.readouterr().err
+    assert "it/s" in bars or "s/it" in bars
+    assert model.batch_size == "auto" and model.batch_size_ == 30
+    assert "iterator_train__batch_size" not in model.get_params()
+    assert first_draw in bars.strip("\r").split("\r")[0]
+
+
+def test_the_batch_size_in_use_is_a_deep_parameter_only_during_fit(iris):
+    seen = []
+
+    class Spy(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            seen.append(net.get_params()["iterator_train__batch_size"])
+            assert net.get_params(deep=False)["batch_size"] == "auto"
+
+    model = QNNClassifier(**FAST, callbacks=[Spy()]).fit(*iris)
+    assert seen == [30] * FAST["max_epochs"]
+    assert "iterator_train__batch_size" not in model.get_params()
+    fixed = QNNClassifier(**FAST, batch_size=50, callbacks=[Spy()])
+    with pytest.raises(KeyError):
+        fixed.fit(*iris)
 
 
 # ---------------------------------------------------------------------- accuracy, device
