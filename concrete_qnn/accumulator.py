@@ -66,6 +66,8 @@ def max_fan_in(
 
 # Finest input codes "auto" gives: Brevitas' Int8 input quantizers' width.
 MAX_AUTO_INPUT_BITS = 8
+# Coarsest: a signed 1-bit quantizer has the codes -1 and 0 alone.
+MIN_AUTO_INPUT_BITS = 2
 
 
 def auto_input_bits(
@@ -76,25 +78,39 @@ def auto_input_bits(
     signed: bool,
     narrow: bool,
 ) -> int:
-    """Input bit-width of ``n_input_bits="auto"``: as fine as the accumulator budget allows.
+    """Input bit-width of ``n_input_bits="auto"``: the codes the accumulator budget suits.
 
-    The largest ``b`` in ``[n_a_bits, MAX_AUTO_INPUT_BITS]`` at which, inside the signed
-    ``n_accum_bits`` range, each of the ``n_features`` inputs can still hold a weight code
-    of magnitude 1 at its extreme input code (``n_features * max|code_b| <=
+    Finer: the largest ``b`` in ``[n_a_bits, MAX_AUTO_INPUT_BITS]`` at which, inside the
+    signed ``n_accum_bits`` range, each of the ``n_features`` inputs can still hold a weight
+    code of magnitude 1 at its extreme input code (``n_features * max|code_b| <=
     2^(n_accum_bits-1) - 1``) and one input the extreme weight code (``max_fan_in >= 1``:
-    the L1 budget always keeps a neuron's largest weight); ``n_a_bits`` when even that does
-    not fit. Few features leave the first layer's accumulator room that 3-bit inputs (8
-    levels a feature) do not use; finer codes then draw curved boundaries the coarse ones
-    cannot (measured in ``benchmarks/SUITES.md``). The certificate covers whatever bits
-    are chosen.
+    the L1 budget always keeps a neuron's largest weight). Few features leave the first
+    layer's accumulator room that 3-bit inputs (8 levels a feature) do not use; finer codes
+    then draw curved boundaries the coarse ones cannot (measured in
+    ``benchmarks/SUITES.md``).
+
+    Coarser: where at ``n_a_bits`` the extreme weight code fits on one input at most
+    (``max_fan_in <= 1``: 3/3 bits in a 6-bit accumulator or narrower), a neuron's
+    largest weight alone fills its budget; the input bits step down, never under
+    ``MIN_AUTO_INPUT_BITS`` (2), until two or more such products fit (3/3/6: 2-bit inputs
+    hold 3). On the five benchmark datasets at 3/3/6, 2-bit inputs beat 3-bit inputs on
+    every one (``benchmarks/RESULTS.md``). The certificate covers whatever bits are chosen.
     """
     accum_high = signed_range(n_accum_bits)[1]
+
+    def fan_in(bits: int) -> int:
+        return max_fan_in(weight_range, code_range(bits, signed, narrow), n_accum_bits)
+
     bits = n_a_bits
+    if fan_in(bits) <= 1:
+        while bits > MIN_AUTO_INPUT_BITS and fan_in(bits) <= 1:
+            bits -= 1
+        return bits
     while bits < MAX_AUTO_INPUT_BITS:
         codes = code_range(bits + 1, signed, narrow)
         if n_features * max(-codes[0], codes[1]) > accum_high:
             break
-        if max_fan_in(weight_range, codes, n_accum_bits) < 1:
+        if fan_in(bits + 1) < 1:
             break
         bits += 1
     return bits

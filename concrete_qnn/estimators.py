@@ -828,7 +828,9 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     ``module__n_input_bits`` defaults to ``"auto"`` here (the module's ``None`` keeps
     ``n_a_bits``): inputs get the finest codes the first layer's accumulator budget leaves
     room for (``accumulator.auto_input_bits``: 3 bits from 16 features on, 5 bits up to 7
-    features at 3/3/8), which few-feature, curved problems need. Training
+    features at 3/3/8), which few-feature, curved problems need, and 2-bit codes at 3/3 in
+    6-bit accumulators or narrower, where a 3-bit input's extreme product alone would fill
+    one. Training
     defaults: AdamW (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine
     learning-rate schedule (an ``LRScheduler`` in ``callbacks`` replaces it),
     ``batch_size="auto"`` (see ``auto_batch_size``: 64 rows up to 10,000 rows, then at most

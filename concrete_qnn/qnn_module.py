@@ -208,8 +208,10 @@ class SparseQuantNeuralNetwork(nn.Module):
         ``n_a_bits`` (the seed's meaning). ``"auto"``, under ``"l1_budget"``, picks the
         finest codes at which each input can still hold a weight code of 1 within
         ``n_accum_bits`` (``accumulator.auto_input_bits``: 5 bits for 6 features at 3/3/8,
-        3 bits for 30); under ``"fan_in"``, whose cap counts every weight and input at its
-        extreme code, finer inputs only cut the fan-in, and ``"auto"`` gives ``n_a_bits``.
+        3 bits for 30), and coarser codes than ``n_a_bits`` (down to 2 bits) where one
+        extreme weight-input product alone would fill the accumulator (3/3/6); under
+        ``"fan_in"``, whose cap counts every weight and input at its extreme code, finer
+        inputs only cut the fan-in, and ``"auto"`` gives ``n_a_bits``.
         ``input_bit_width`` holds the bits used. The first layer's accumulator budget
         covers them, so the certificate still holds. (The fan-in cap is the smaller of the
         first layer's and the later layers'.)

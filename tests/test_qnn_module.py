@@ -262,6 +262,14 @@ def test_auto_input_bits_follow_the_accumulator_budget_of_the_l1_rule():
     assert bits(6, n_input_bits="auto", accumulator_rule="l1_budget") == 5
     assert bits(10, n_input_bits="auto", accumulator_rule="l1_budget") == 4
     assert bits(30, n_input_bits="auto", accumulator_rule="l1_budget") == 3
+    # 3/3 in 6 bits or fewer: one extreme product fills the budget at 3-bit inputs (fan-in
+    # 1), so inputs get coarser, down to 2 bits (fan-in 3 at 6 bits, 1 at 5)
+    l1_auto = {"n_input_bits": "auto", "accumulator_rule": "l1_budget"}
+    for accum, expected in [(5, 2), (6, 2), (7, 3), (8, 3)]:
+        assert bits(30, **l1_auto, n_accum_bits=accum) == expected
+        assert bits(4, **l1_auto, n_accum_bits=accum) == [2, 2, 4, 5][accum - 5]
+    assert bits(30, **l1_auto, n_accum_bits=5, n_w_bits=2, n_a_bits=2) == 2  # never under 2
+    assert bits(30, n_input_bits="auto", n_accum_bits=6, accumulator_rule="fan_in") == 3
     # the fan-in cap counts every input at its extreme code: finer codes only cut it
     assert bits(6, n_input_bits="auto", accumulator_rule="fan_in") == 3
     assert bits(6) == 3 and bits(6, n_input_bits=4) == 4  # None keeps n_a_bits
