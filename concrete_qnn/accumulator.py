@@ -94,7 +94,8 @@ def auto_input_bits(
     largest weight alone fills its budget; the input bits step down, never under
     ``MIN_AUTO_INPUT_BITS`` (2), until two or more such products fit (3/3/6: 2-bit inputs
     hold 3). On the five benchmark datasets at 3/3/6, 2-bit inputs beat 3-bit inputs on
-    every one (``benchmarks/RESULTS.md``). The certificate covers whatever bits are chosen.
+    every one (README, "Which accumulator rule"; ``benchmarks/RESULTS.md`` has the 2-bit
+    figures). The certificate covers whatever bits are chosen.
     """
     accum_high = signed_range(n_accum_bits)[1]
 
