@@ -409,6 +409,17 @@ class _QNNEstimatorMixin:
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
             # skorch trains nothing at 0 and the model would still be certified and fitted
             raise ValueError(f"max_epochs must be an integer >= 1, got {epochs!r}")
+        size = self.batch_size
+        if not (isinstance(size, str) and size == "auto") and (
+            isinstance(size, bool)
+            or not isinstance(size, numbers.Integral)
+            or (size < 1 and size != -1)
+        ):
+            # else torch's sampler refuses it mid-fit, after the network was rebuilt
+            raise ValueError(
+                'batch_size must be "auto", an integer >= 1, or -1 (every row in one batch, '
+                f"as in skorch), got {size!r}"
+            )
         module_params = self.get_params_for("module")
         n_layers = module_params.get("n_layers", 3)
         if isinstance(n_layers, numbers.Integral) and n_layers >= 1:  # else the module refuses

@@ -3,6 +3,7 @@
 import copy
 import itertools
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -360,6 +361,25 @@ def test_verbose_zero_is_silent_and_one_prints_the_epoch_table(iris, capsys):
 def test_progress_bar_must_be_a_boolean(iris):
     with pytest.raises(ValueError, match="progress_bar must be True or False, got 'yes'"):
         QNNClassifier(progress_bar="yes", **FAST).fit(*iris)
+
+
+@pytest.mark.parametrize("size", [0, -2, 2.5, "AUTO", None, True])
+def test_invalid_batch_size_is_refused_before_training_and_the_fitted_model_kept(
+    iris, fitted, size
+):
+    model = copy.deepcopy(fitted)
+    expected = model.predict(iris[0])
+    model.set_params(batch_size=size)
+    with pytest.raises(
+        ValueError, match=f'batch_size must be "auto", .* got {re.escape(repr(size))}'
+    ):
+        model.fit(*iris)
+    np.testing.assert_array_equal(model.predict(iris[0]), expected)
+
+
+def test_batch_size_minus_one_is_skorchs_one_batch_of_every_row(iris):
+    model = QNNClassifier(max_epochs=2, random_state=0, batch_size=-1).fit(*iris)
+    assert [len(model.history[epoch, "batches"]) for epoch in range(2)] == [1, 1]
 
 
 @pytest.mark.parametrize("epochs", [0, -1, 2.5, True])
