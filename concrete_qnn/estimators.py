@@ -180,20 +180,21 @@ class _QNNEstimatorMixin:
     def _default_callbacks(self):
         progress = [("progress_bar", ProgressBar())]
         schedule = [("lr_schedule", CosineLearningRate())]
+        # A callback of the same kind in ``callbacks`` replaces the default: one bar, and the
+        # user's learning-rate schedule instead of one fighting the default cosine schedule.
         return [
             *super()._default_callbacks,
-            *(progress if self.progress_bar is True else []),
-            *([] if self._user_schedules_learning_rate() else schedule),
+            *(progress if self.progress_bar and not self._user_callback(ProgressBar) else []),
+            *([] if self._user_callback(LRScheduler, CosineLearningRate) else schedule),
             ("accumulator_pruning", AccumulatorPruning()),
         ]
 
-    def _user_schedules_learning_rate(self) -> bool:
-        """True if ``callbacks`` holds a learning-rate schedule (skorch's ``LRScheduler``):
-        it then replaces the default cosine schedule instead of fighting it."""
+    def _user_callback(self, *kinds: type) -> bool:
+        """True if ``callbacks`` holds a callback (class or instance) of one of ``kinds``."""
         for item in self.callbacks or []:
             callback = item[1] if isinstance(item, (tuple, list)) else item
             kind = callback if isinstance(callback, type) else type(callback)
-            if issubclass(kind, (LRScheduler, CosineLearningRate)):
+            if issubclass(kind, kinds):
                 return True
         return False
 
@@ -821,7 +822,8 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     ``n_outputs`` come from the data). Other keyword arguments are skorch's
     (``criterion__weight``, ``callbacks``, ``train_split``, ``warm_start``, ``device``,
     ``iterator_train__*``, ...). ``random_state`` seeds torch for bit-identical refits;
-    ``progress_bar=True`` shows a progress bar. ``rounding_threshold_bits`` (default 5; None
+    ``progress_bar=True`` shows skorch's ``ProgressBar`` (the one in ``callbacks``, if
+    there is one). ``rounding_threshold_bits`` (default 5; None
     for none, or one entry per hidden layer) is how many high bits of an ``n_accum_bits``
     accumulator each hidden layer's table lookup reads: the integer model drops the
     ``k = n_accum_bits - rounding_threshold_bits`` low bits (``floor(A / 2^k)``, as

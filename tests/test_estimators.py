@@ -412,6 +412,17 @@ def test_progress_bar_is_one_parameter_away(iris, capsys, params, first_draw):
     assert first_draw in bars.strip("\r").split("\r")[0]
 
 
+def test_progress_bar_true_beside_a_users_progress_bar_draws_one_bar(iris, capsys):
+    """``callbacks=[ProgressBar()]`` replaces the bar of ``progress_bar=True`` (it used to
+    draw two, each epoch twice)."""
+    model = QNNClassifier(**FAST, progress_bar=True, callbacks=[ProgressBar()]).fit(*iris)
+    bars = [cb for _, cb in model.callbacks_ if isinstance(cb, ProgressBar)]
+    assert len(bars) == 1
+    assert capsys.readouterr().err.count("0/5") == FAST["max_epochs"]
+    alone = QNNClassifier(**FAST, progress_bar=True).fit(*iris)
+    assert sum(isinstance(cb, ProgressBar) for _, cb in alone.callbacks_) == 1
+
+
 def test_the_batch_size_in_use_is_a_deep_parameter_only_during_fit(iris):
     seen = []
 
