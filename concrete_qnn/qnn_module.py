@@ -349,13 +349,41 @@ class SparseQuantNeuralNetwork(nn.Module):
         if self.accumulator_rule == "fan_in":
             self._fan_in_cap()
         else:
-            codes = (*self.input_code_range, *self.activation_code_range)
-            if max(abs(code) for code in codes) > signed_range(self.n_accum_bits)[1]:
-                raise ValueError(
-                    f"n_accum_bits={self.n_accum_bits} is too small for {self._bits_text()}: "
-                    "not even a weight code of 1 times the largest input code fits; raise "
-                    "n_accum_bits or lower the bit-widths"
+            # Brevitas' max-abs scale gives each neuron's largest weight the code
+            # +-weight_code_range[1]; the L1 budget keeps it, so it must fit on any input.
+            largest_weight = self.weight_code_range[1]
+            accum_high = signed_range(self.n_accum_bits)[1]
+            largest_inputs = [
+                (where, max(-low, high))
+                for where, (low, high) in zip(
+                    ("the first layer's", "a hidden layer's"),
+                    self._budget_input_ranges()[:2],
+                    strict=False,  # one layer: no hidden layer
                 )
+            ]
+            for where, largest_input in largest_inputs:
+                if largest_weight * largest_input > accum_high:
+                    raise ValueError(
+                        f"n_accum_bits={self.n_accum_bits} is too small for n_w_bits="
+                        f"{self.n_w_bits} and {self._bits_text()}: a neuron's largest weight "
+                        f"code ({largest_weight}) times {where} largest input code "
+                        f"({largest_input}) is {largest_weight * largest_input}, over "
+                        f"{accum_high}, so no weight fits the L1 budget; raise n_accum_bits "
+                        "or lower the bit-widths"
+                    )
+            for where, largest_input in largest_inputs:
+                if 2 * largest_weight * largest_input > accum_high:
+                    warnings.warn(
+                        f"n_accum_bits={self.n_accum_bits} holds one weight of the largest code "
+                        f"per neuron on {where} inputs at most ({largest_weight} x "
+                        f"{largest_input} of {accum_high}): neurons keep one or two weights "
+                        "and such networks often predict a constant (breast_cancer at "
+                        "n_w_bits=3, n_a_bits=3, n_accum_bits=5, and at n_w_bits=6 with 8 "
+                        "bits: 0.627, the majority class); lower the bit-widths or raise "
+                        "n_accum_bits",
+                        stacklevel=3,
+                    )
+                    break
 
     def _make_linear(self, n_in: int, n_out: int) -> qnn.QuantLinear:
         return qnn.QuantLinear(
@@ -610,26 +638,29 @@ class SparseQuantNeuralNetwork(nn.Module):
         if self.accumulator_rule == "fan_in":
             cap = self._fan_in_cap()
             return [FanInMask(fc.out_features, fc.in_features, cap) for fc in layers]
-        # Training budget for hidden inputs: a non-negative activation never gives a
-        # negative code. The certificate then reads the real tables.
+        return [
+            L1BudgetMask(
+                fc.out_features,
+                fc.in_features,
+                self.weight_code_range,
+                np.full(fc.in_features, low),
+                np.full(fc.in_features, high),
+                signed_range(self.n_accum_bits),
+            )
+            for fc, (low, high) in zip(layers, self._budget_input_ranges(), strict=True)
+        ]
+
+    def _budget_input_ranges(self) -> list[tuple[int, int]]:
+        """Per linear layer, the input codes the L1 budget trains for: the input
+        quantizer's for the first layer; the activation quantizer's for the others, from 0
+        up when the activation is never negative (the certificate then reads the real
+        tables)."""
         probe = torch.linspace(-1e4, 1e4, 20_001)
         with torch.no_grad():
             non_negative = bool((self.activation_function()(probe) >= 0).all())
-        masks = []
-        for i, fc in enumerate(layers):
-            low, high = self.input_code_range if i == 0 else self.activation_code_range
-            layer_low = max(low, 0) if i > 0 and non_negative else low
-            masks.append(
-                L1BudgetMask(
-                    fc.out_features,
-                    fc.in_features,
-                    self.weight_code_range,
-                    np.full(fc.in_features, layer_low),
-                    np.full(fc.in_features, high),
-                    signed_range(self.n_accum_bits),
-                )
-            )
-        return masks
+        low, high = self.activation_code_range
+        hidden = (max(low, 0) if non_negative else low, high)
+        return [self.input_code_range] + [hidden] * (self.n_layers - 1)
 
     def make_pruning_permanent(self) -> AccumulatorCertificate:
         """Fold the masks into the weights, drop pruned neurons, enforce the certificate.

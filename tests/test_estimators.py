@@ -423,6 +423,17 @@ def test_progress_bar_true_beside_a_users_progress_bar_draws_one_bar(iris, capsy
     assert sum(isinstance(cb, ProgressBar) for _, cb in alone.callbacks_) == 1
 
 
+def test_weights_too_fine_for_the_bound_are_refused_and_the_fitted_model_kept(iris):
+    """``module__n_w_bits=8`` at the 8-bit bound used to train a constant model whose
+    certificate held (first layer fan-in 0)."""
+    X, y = iris
+    model = QNNClassifier(**FAST).fit(X, y)
+    before = model.predict_proba(X)
+    with pytest.raises(ValueError, match=r"n_accum_bits=8 is too small for n_w_bits=8"):
+        model.set_params(module__n_w_bits=8).fit(X, y)
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+
+
 def test_the_batch_size_in_use_is_a_deep_parameter_only_during_fit(iris):
     seen = []
 

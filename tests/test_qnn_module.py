@@ -202,11 +202,14 @@ def test_quantizers_follow_the_configuration():
         ),
         (
             {"accumulator_rule": "l1_budget", "n_input_bits": 9},
-            r"n_accum_bits=8 is too small for n_a_bits=3 and n_input_bits=9: not even a weight",
+            r"n_accum_bits=8 is too small for n_w_bits=3 and n_a_bits=3 and n_input_bits=9: a "
+            r"neuron's largest weight code \(3\) times the first layer's largest input code "
+            r"\(256\) is 768, over 127",
         ),
         (
             {"accumulator_rule": "l1_budget", "n_accum_bits": 3},
-            r"n_accum_bits=3 is too small for n_a_bits=3: not even a weight code of 1",
+            r"n_accum_bits=3 is too small for n_w_bits=3 and n_a_bits=3: .* largest input code "
+            r"\(4\) is 12, over 3, so no weight fits the L1 budget",
         ),
     ],
 )
@@ -214,6 +217,42 @@ def test_invalid_parameters_raise(kwargs, message):
     arguments = {"input_dim": 3, "n_layers": 2, "n_outputs": 2, **kwargs}
     with pytest.raises(ValueError, match=message):
         SparseQuantNeuralNetwork(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # 8-bit weights: every first-layer weight was dropped, the model predicted a constant
+        ({"n_w_bits": 8}, r"largest weight code \(127\) times the first layer's largest input "),
+        ({"n_w_bits": 7}, r"largest weight code \(63\) times a hidden layer's largest input "),
+        ({"n_accum_bits": 4}, r"largest weight code \(3\) times a hidden layer's largest input "),
+    ],
+)
+def test_the_l1_budget_refuses_bounds_that_fit_no_largest_weight(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SparseQuantNeuralNetwork(
+            30, 3, 2, accumulator_rule="l1_budget", n_input_bits="auto", **kwargs
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "warns"),
+    [
+        ({"n_w_bits": 6}, True),
+        ({"n_accum_bits": 5}, True),
+        ({}, False),
+        ({"n_accum_bits": 6}, False),
+        ({"n_w_bits": 2, "n_a_bits": 2, "n_accum_bits": 5}, False),
+    ],
+)
+def test_the_l1_budget_warns_where_one_largest_weight_fills_it(kwargs, warns):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SparseQuantNeuralNetwork(
+            30, 3, 2, accumulator_rule="l1_budget", n_input_bits="auto", **kwargs
+        )
+    messages = [str(w.message) for w in caught if "holds one weight" in str(w.message)]
+    assert len(messages) == int(warns)
 
 
 def test_enable_pruning_refuses_a_bound_that_fits_no_weight():
