@@ -10,6 +10,7 @@ imports neither torch nor pickle.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import reprlib
@@ -25,7 +26,8 @@ from concrete_qnn.accumulator import code_range
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
 from concrete_qnn.model_io import ModelIO, target_statistic
 
-FORMAT_VERSION = 4
+# 5: the metadata carries the SHA-256 of the file's content (an edit that stays valid is refused).
+FORMAT_VERSION = 5
 # Rows per batch in predict: bounds peak memory (a 256-wide layer costs ~50 MB per batch).
 BATCH_ROWS = 16384
 # Bits a table lookup reads at most: a table has at most 2^16 entries per neuron (512 KiB of
@@ -520,6 +522,7 @@ class IntegerModel:
             else self.feature_names.astype(str).tolist(),
             "certificate": self.certificate.rows(),
         }
+        metadata["sha256"] = _content_sha256(arrays, metadata)
         arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
         with open(path, "wb") as file:
             np.savez_compressed(file, **arrays)
@@ -535,7 +538,8 @@ class IntegerModel:
             not one written by ``save``: missing, not a zip archive, damaged or truncated
             bytes, a member that is not a plain numpy array, metadata of the wrong type or
             range, a missing or unexpected entry, another format version, inconsistent
-            arrays, or weights that break the accumulator bound or the stored certificate.
+            arrays, weights that break the accumulator bound or the stored certificate, or
+            content that does not match its SHA-256 (an edit that left the file valid).
         """
         path = Path(path)
         try:
@@ -546,8 +550,15 @@ class IntegerModel:
 
     @classmethod
     def _from_file_entries(cls, arrays: dict, metadata) -> IntegerModel:
-        """The model from a file's arrays (consumed) and its decoded JSON metadata."""
+        """The model from a file's arrays (consumed) and its decoded JSON metadata.
+
+        Structure, ranges and the certificate are checked first, each with its own message;
+        the content's SHA-256 last, which refuses an edit that leaves the file valid."""
         _check_metadata(metadata)
+        try:
+            intact = metadata["sha256"] == _content_sha256(arrays, metadata)
+        except ValueError:  # NaN or infinity in the metadata: never written by save
+            intact = False
 
         def take(name):
             if name not in arrays:
@@ -588,6 +599,8 @@ class IntegerModel:
         )
         if model.certificate.rows() != metadata["certificate"]:
             raise ValueError("the stored certificate does not match its weights")
+        if not intact:
+            raise ValueError("its content does not match its SHA-256: it was damaged or edited")
         return model
 
 
@@ -627,6 +640,26 @@ def _read_model_file(path: Path) -> tuple[dict, object]:
         raise
     except Exception as error:  # any failure to decode means a damaged file
         raise ValueError(f"{type(error).__name__}: {error}") from None
+
+
+def _content_sha256(arrays: dict, metadata: dict) -> str:
+    """SHA-256 (hex) of a model file's content: each array's name, dtype, shape and bytes,
+    in name order, then the canonical JSON of the metadata less its ``"sha256"`` entry.
+
+    Raises
+    ------
+    ValueError
+        If the metadata holds NaN or infinity (JSON has no such numbers).
+    """
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(json.dumps([name, array.dtype.str, list(array.shape)]).encode())
+        digest.update(array.tobytes())
+    content = {key: value for key, value in metadata.items() if key != "sha256"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    digest.update(canonical.encode())
+    return digest.hexdigest()
 
 
 def _is_int(value) -> bool:
@@ -690,6 +723,10 @@ _METADATA_ENTRIES = {
     "lsbs_to_remove": (
         lambda value: isinstance(value, list) and all(_is_int(k) and k >= 0 for k in value),
         "a list of non-negative integers",
+    ),
+    "sha256": (
+        lambda value: isinstance(value, str) and len(value) == 64,
+        "the 64 hex digits of the content's SHA-256",
     ),
 }
 

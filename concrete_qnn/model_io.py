@@ -34,7 +34,8 @@ class ModelIO:
     ------
     ValueError
         If a scale is not positive and finite, a shape is wrong, ``feature_mean`` and
-        ``feature_std`` are not given together, or the head does not fit the outputs.
+        ``feature_std`` are not given together, or the head does not fit the outputs (a
+        classifier without one label per output, a regression head with labels).
     """
 
     def __init__(
@@ -101,6 +102,8 @@ class ModelIO:
                 raise ValueError("a classifier needs one class label per output")
         elif head.task != "regression" or head.target_ndim not in (1, 2):
             raise ValueError(f"unknown output head {head}")
+        elif head.classes is not None:
+            raise ValueError("a regression model has no class labels")
 
     def quantize_input(self, X) -> np.ndarray:
         """Input codes, int64 (n_samples, n_features): ``clip(round(X / s), min, max)``.

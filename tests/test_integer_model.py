@@ -189,7 +189,7 @@ def test_save_and_load_give_identical_predictions(digits_model, regressor, which
     assert loaded.certificate.rows() == model.certificate_.rows()
     with np.load(path, allow_pickle=False) as archive:
         metadata = json.loads(archive["metadata"].tobytes())
-    assert metadata["format_version"] == 4
+    assert metadata["format_version"] == 5
     assert metadata["config"]["n_accum_bits"] == 8
 
 

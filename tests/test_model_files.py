@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from concrete_qnn import QNNClassifier, load
 from concrete_qnn.cli import main
+from concrete_qnn.integer_model import OutputHead
+from concrete_qnn.model_io import ModelIO
 
 INVALID = "is not a valid concrete-qnn model file"
 
@@ -252,6 +254,34 @@ def test_edited_metadata_is_a_value_error(saved, tmp_path, edit):
     path.write_bytes(edit_metadata(contents, edit))
     with pytest.raises(ValueError, match=INVALID):
         load(path)
+
+
+# Edits a helper found loading silently and predicting otherwise (format version 4).
+VALID_EDITS = {
+    "classes reversed": lambda arrays, metadata: metadata["classes"].reverse(),
+    "input_scale doubled": lambda arrays, metadata: metadata.update(
+        input_scale=2 * metadata["input_scale"]
+    ),
+    "output scales reversed": array_setter("scale_2", lambda scale: scale[::-1].copy()),
+    "output scales doubled": array_setter("scale_2", lambda scale: 2 * scale),
+    "a classifier relabelled regression": setter("task", "regression"),
+}
+
+
+@pytest.mark.parametrize("edit", list(VALID_EDITS.values()), ids=list(VALID_EDITS))
+def test_an_edit_that_leaves_the_file_valid_is_refused_by_its_sha256(saved, tmp_path, edit):
+    contents, _, _ = saved
+    path = tmp_path / "edited.npz"
+    path.write_bytes(edit_metadata(contents, edit))
+    with pytest.raises(ValueError, match=INVALID + ".*(SHA-256|regression model has no class)"):
+        load(path)
+
+
+def test_a_regression_head_with_class_labels_is_refused():
+    with pytest.raises(ValueError, match="a regression model has no class labels"):
+        ModelIO(
+            0.1, (-4, 3), 2, np.ones(1), OutputHead("regression", np.array([0, 1]), 1, 0.0, 1.0)
+        )
 
 
 def test_an_unedited_rewrite_still_loads(saved, tmp_path):

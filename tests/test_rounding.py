@@ -215,7 +215,7 @@ def test_files_carry_the_truncation(fitted, cancer, tmp_path):
         assert [row["lookup_bits"] for row in loaded.certificate.rows()] == [5, 5, None]
         with np.load(tmp_path / "model.npz", allow_pickle=False) as archive:
             metadata = json.loads(archive["metadata"].tobytes())
-        assert metadata["format_version"] == 4
+        assert metadata["format_version"] == 5
         assert metadata["lsbs_to_remove"] == loaded.lsbs_to_remove
     finally:
         fitted.set_params(rounding_threshold_bits=None)
