@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train, print the held-out score and the certificate, save the model"
     )
     train.add_argument("csv", nargs="?", type=Path, help="CSV file (default: --dataset)")
-    train.add_argument("--dataset", choices=sorted(DATASETS), default="breast_cancer")
+    train.add_argument(
+        "--dataset",
+        choices=sorted(DATASETS),
+        help="a scikit-learn dataset, when no CSV file is given (default breast_cancer)",
+    )
     train.add_argument("--target", help="target column of the CSV file")
     train.add_argument(
         "--task",
@@ -153,9 +157,14 @@ def load_training_data(args):
     if args.csv is None:
         from sklearn import datasets
 
-        loader, task = DATASETS[args.dataset]
+        if args.target is not None:
+            raise UsageError("--target names a column of a CSV file; a --dataset has its own")
+        name = args.dataset or "breast_cancer"
+        loader, task = DATASETS[name]
         bunch = getattr(datasets, loader)(as_frame=True)
-        return bunch.data, bunch.target.to_numpy(), task, args.dataset
+        return bunch.data, bunch.target.to_numpy(), task, name
+    if args.dataset is not None:
+        raise UsageError(f"train either {args.csv} or --dataset {args.dataset}, not both")
     frame = read_csv(args.csv)
     if args.target is None:
         raise UsageError("a CSV file needs --target COLUMN")
@@ -185,6 +194,8 @@ def train(args) -> None:
 
     from concrete_qnn.estimators import QNNClassifier, QNNRegressor
 
+    if args.output is not None and not args.output.parent.is_dir():
+        raise UsageError(f"no such directory for --output: {args.output.parent}")
     X, y, task, name = load_training_data(args)
     split = {"stratify": y} if task == "classification" else {}
     X_train, X_test, y_train, y_test = train_test_split(
@@ -236,6 +247,10 @@ def load_model(path: Path):
 
 
 def predict(args) -> None:
+    if args.output is not None and any(
+        args.output.resolve() == path.resolve() for path in (args.csv, args.model)
+    ):
+        raise UsageError(f"--output {args.output} would overwrite an input file")
     model = load_model(args.model)
     frame = read_csv(args.csv)
     if model.feature_names is not None:  # by name: other columns (the target) may stay

@@ -130,12 +130,35 @@ def test_each_input_error_is_one_line_with_status_2(iris_csv, iris_model, tmp_pa
             "lacks the model's feature column(s) ['sepal length (cm)', ",
         ),
         (["report", str(iris_csv)], "is not a valid concrete-qnn model file"),
+        # Found by a helper: ignored silently, a traceback, or the input overwritten.
+        (
+            ["train", str(iris_csv), "--target", "target", "--dataset", "wine"],
+            f"train either {iris_csv} or --dataset wine, not both",
+        ),
+        (["train", "--dataset", "iris", "--target", "x"], "--target names a column of a CSV"),
+        (
+            ["train", "--dataset", "iris", "--output", str(tmp_path / "no" / "m.npz")],
+            f"no such directory for --output: {tmp_path / 'no'}",
+        ),
+        (
+            ["predict", str(iris_model), str(iris_csv), "--output", str(iris_csv)],
+            f"--output {iris_csv} would overwrite an input file",
+        ),
+        (["serve", str(tmp_path), "--port", "-5"], "port must be an integer from 0 to 65535"),
+        (["serve", str(tmp_path), "--port", "99999"], "port must be an integer from 0 to 65535"),
+        (
+            ["serve", str(tmp_path), "--max-ciphertext-mb", "inf"],
+            "max_ciphertext_mb must be positive and finite, got inf",
+        ),
     ]
+    csv_before = iris_csv.read_bytes()
     for arguments, message in cases:
         assert main([*arguments, *(["--no-progress"] if arguments[0] == "train" else [])]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (arguments, err)
         assert err.startswith("concrete-qnn: error: ")
+    assert iris_csv.read_bytes() == csv_before
+    assert not (tmp_path / "no").exists()
 
 
 # ---------------------------------------------------------------------- real CSV files

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import re
 import socket
@@ -94,6 +95,11 @@ def create_app(
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    for name, value in (("max_key_mb", max_key_mb), ("max_ciphertext_mb", max_ciphertext_mb)):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be positive and finite, got {value!r}")
     directory = Path(directory)
     if (directory / "server.json").is_file():
         raise ValueError(
@@ -104,11 +110,6 @@ def create_app(
     client_artifact = ClientArtifact.load(directory / "client")
     if client_artifact.circuit != server_artifact.circuit:
         raise ValueError(f"{directory}: the client and server artifacts are of different models")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    for name, value in (("max_key_mb", max_key_mb), ("max_ciphertext_mb", max_ciphertext_mb)):
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
     keys_dir = Path(keys_dir) if keys_dir is not None else directory / "evaluation_keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
     client_zip = _zip(client_artifact.directory, CLIENT_FILES)
@@ -211,7 +212,16 @@ def create_app(
 
 
 def serve(directory, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
-    """Run ``create_app(directory, **options)`` on uvicorn at ``host:port`` until stopped."""
+    """Run ``create_app(directory, **options)`` on uvicorn at ``host:port`` until stopped.
+
+    Raises
+    ------
+    ValueError
+        If ``port`` is not an integer in 0..65535 (0: any free port), or ``create_app``
+        refuses the directory or an option.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
     app = create_app(directory, **options)
     import uvicorn
 
