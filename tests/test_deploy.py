@@ -326,6 +326,16 @@ def test_http_server_round_trip_restart_and_refusals(iris, deployed, other_keys,
             client.run_remote(url, [ciphertext[:100]])
         with pytest.raises(ValueError, match="runs another model"):
             other_keys.run_remote(url, [])
+        # Keys damaged on the server's disk are not "filed": the client uploads them again
+        # (GET /keys used to answer 200 and every run a 422).
+        filed = keys_dir / f"{key_id}.bin"
+        filed.write_bytes(filed.read_bytes()[:1000])
+        answer = httpx.get(f"{url}/keys/{key_id}")
+        assert answer.status_code == 404 and "are damaged or of another model" in answer.text
+        results = client.run_remote(url, [ciphertext])
+        np.testing.assert_array_equal(client.predict_proba(results), model.predict_proba(row))
+        assert filed.read_bytes() == client.evaluation_keys()
+        assert httpx.get(f"{url}/keys/{key_id}").status_code == 200
 
     # Nothing the server holds decrypts: no file there is a secret key, and a client built
     # from the server's own specs with fresh keys cannot read its results.

@@ -121,7 +121,7 @@ def save_fhe(circuit, io: ModelIO, directory) -> Path:
             },
         )
         circuit.circuit.server.save(server_dir / "server.zip")
-        digest = _sha256_file(server_dir / "server.zip")
+        digest = sha256_file(server_dir / "server.zip")
         _write_json(
             server_dir / "server.json",
             {"format": SERVER_FORMAT, **header, "server_zip_sha256": digest},
@@ -224,7 +224,7 @@ class ServerArtifact:
         circuit_path = directory / "server.zip"
         if not circuit_path.is_file():
             raise ValueError(f"{circuit_path} is missing")
-        if _sha256_file(circuit_path) != metadata.get("server_zip_sha256"):
+        if sha256_file(circuit_path) != metadata.get("server_zip_sha256"):
             raise ValueError(f"{circuit_path} is damaged: its SHA-256 does not match server.json")
         return cls(directory, circuit_path, metadata["circuit"], metadata["packages"])
 
@@ -359,7 +359,8 @@ def _content_sha256(metadata: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):

@@ -17,7 +17,7 @@ import re
 
 MAGIC = b"concrete-qnn-key"
 _FINGERPRINT = re.compile(rb"[0-9a-f]{64}")
-_HEADER_BYTES = len(MAGIC) + 64
+HEADER_BYTES = len(MAGIC) + 64
 
 
 def wrap(circuit: str, serialized: bytes) -> bytes:
@@ -35,7 +35,7 @@ def unwrap(data: bytes, circuit: str) -> bytes:
         ``FHEClient.evaluation_keys``), or the keys were made for another circuit.
     """
     data = bytes(data)
-    fingerprint = data[len(MAGIC) : _HEADER_BYTES]
+    fingerprint = data[len(MAGIC) : HEADER_BYTES]
     if not data.startswith(MAGIC) or not _FINGERPRINT.fullmatch(fingerprint):
         raise ValueError(
             "these are not evaluation keys made by FHEClient.evaluation_keys() (no "
@@ -47,4 +47,4 @@ def unwrap(data: bytes, circuit: str) -> bytes:
             f"{fingerprint.decode('ascii')[:12]}..., this one is {circuit[:12]}...): make keys "
             "from this model's client artifact"
         )
-    return data[_HEADER_BYTES:]
+    return data[HEADER_BYTES:]

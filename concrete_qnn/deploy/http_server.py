@@ -9,7 +9,9 @@ serving):
   if already filed). The id is the keys' SHA-256, so a client can compute it itself. Keys are
   filed on disk as ``KEYS_DIR/<id>.bin`` and survive a restart. 413 over the size limit,
   422 if the body is not evaluation keys of this model (``FHEClient.evaluation_keys``);
-- ``GET /keys/{id}``: 200 ``{"key_id", "bytes"}`` if filed, else 404;
+- ``GET /keys/{id}``: 200 ``{"key_id", "bytes"}`` if filed and intact (the file's SHA-256
+  is its id, its label names this model), else 404, so that a client uploads them (again):
+  ``POST /keys`` replaces a filed copy that is not intact;
 - ``POST /run/{id}``: body = one ciphertext; answers the result ciphertext
   (``application/octet-stream``). 404 for an unknown id, 413 over the size limit, 422 for a
   damaged ciphertext or keys that do not fit this model's circuit.
@@ -36,11 +38,13 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from concrete_qnn.deploy import evaluation_keys
 from concrete_qnn.deploy.artifacts import (
     CLIENT_FILES,
     FORMAT_VERSION,
     ClientArtifact,
     ServerArtifact,
+    sha256_file,
 )
 from concrete_qnn.deploy.worker import WorkerCrashed, WorkerPool
 
@@ -91,6 +95,7 @@ def create_app(
     """
     _import_serve()
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
@@ -117,8 +122,6 @@ def create_app(
     pool: WorkerPool | None = None
 
     async def call_worker(method: str, *arguments):
-        from starlette.concurrency import run_in_threadpool
-
         try:
             return await run_in_threadpool(pool.call, method, *arguments)
         except ValueError as error:
@@ -139,6 +142,16 @@ def create_app(
         if not _KEY_ID.fullmatch(key_id) or not (keys_dir / f"{key_id}.bin").is_file():
             raise HTTPException(404, f"unknown evaluation key id {key_id!r}: POST /keys first")
         return keys_dir / f"{key_id}.bin"
+
+    def intact(path: Path) -> bool:
+        """The key file hashes to its id and is labelled for this model's circuit."""
+        with open(path, "rb") as file:
+            header = file.read(evaluation_keys.HEADER_BYTES)
+        try:
+            evaluation_keys.unwrap(header, server_artifact.circuit)
+        except ValueError:
+            return False
+        return sha256_file(path) == path.stem
 
     async def health(request):
         return JSONResponse(
@@ -163,7 +176,7 @@ def create_app(
                     file.write(chunk)
             key_id = digest.hexdigest()
             final = keys_dir / f"{key_id}.bin"
-            if final.is_file():
+            if final.is_file() and await run_in_threadpool(intact, final):
                 return JSONResponse({"key_id": key_id}, status_code=200)
             await call_worker("check_keys", temporary)
             os.replace(temporary, final)
@@ -174,6 +187,12 @@ def create_app(
 
     async def key_info(request):
         path = key_path(request.path_params["key_id"])
+        if not await run_in_threadpool(intact, path):
+            raise HTTPException(
+                404,
+                f"the evaluation keys filed under {path.stem!r} are damaged or of another "
+                "model: POST /keys again",
+            )
         return JSONResponse({"key_id": path.stem, "bytes": path.stat().st_size})
 
     async def run(request):
@@ -189,8 +208,6 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        from starlette.concurrency import run_in_threadpool
-
         nonlocal pool
         pool = await run_in_threadpool(WorkerPool, server_artifact.directory, keys_dir, workers)
         try:
