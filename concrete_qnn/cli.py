@@ -107,6 +107,8 @@ def read_csv(path: Path):
     """The CSV file as a DataFrame with at least one data row, or a UsageError."""
     import pandas as pd
 
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, not a CSV file")
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     try:

@@ -118,6 +118,7 @@ def test_each_input_error_is_one_line_with_status_2(iris_csv, iris_model, tmp_pa
     three_columns = frame.iloc[:, :3].rename(columns=lambda c: c.upper())
     cases = [
         (["train", str(tmp_path / "missing.csv"), "--target", "t"], "no such file"),
+        (["train", str(tmp_path), "--target", "t"], f"{tmp_path} is a directory, not a CSV"),
         (["train", str(iris_csv), "--target", "species"], "no target column 'species'"),
         (["train", str(iris_csv)], "a CSV file needs --target COLUMN"),
         (

@@ -362,8 +362,10 @@ def test_serve_refuses_a_directory_that_is_not_an_artifact(deployed, tmp_path, c
     (tmp_path / "server").mkdir()
     assert main(["serve", str(tmp_path)]) == 2
     assert "is not an FHE server artifact: server.json is missing" in capsys.readouterr().err
-    assert main(["serve", str(directory / "server")]) == 2
-    assert f"pass the directory save_fhe wrote ({directory})" in capsys.readouterr().err
+    for part in ("server", "client"):
+        assert main(["serve", str(directory / part)]) == 2
+        err = capsys.readouterr().err
+        assert f"is the {part} part of an artifact: pass the directory save_fhe wrote " in err
 
 
 def test_the_zip_served_at_get_client_is_a_client_artifact(deployed, tmp_path):

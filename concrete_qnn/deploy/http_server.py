@@ -106,11 +106,12 @@ def create_app(
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be positive and finite, got {value!r}")
     directory = Path(directory)
-    if (directory / "server.json").is_file():
-        raise ValueError(
-            f"{directory} is the server part of an artifact: pass the directory save_fhe "
-            f"wrote ({directory.parent}), which holds server/ and client/"
-        )
+    for part in ("server", "client"):
+        if (directory / f"{part}.json").is_file():
+            raise ValueError(
+                f"{directory} is the {part} part of an artifact: pass the directory save_fhe "
+                f"wrote ({directory.parent}), which holds server/ and client/"
+            )
     server_artifact = ServerArtifact.load(directory / "server")
     client_artifact = ClientArtifact.load(directory / "client")
     if client_artifact.circuit != server_artifact.circuit:
