@@ -179,12 +179,13 @@ class _QNNEstimatorMixin:
     @property
     def _default_callbacks(self):
         progress = [("progress_bar", ProgressBar())]
+        user_bar = self._user_callback(ProgressBar)
         schedule = [("lr_schedule", CosineLearningRate())]
         # A callback of the same kind in ``callbacks`` replaces the default: one bar, and the
         # user's learning-rate schedule instead of one fighting the default cosine schedule.
         return [
             *super()._default_callbacks,
-            *(progress if self.progress_bar and not self._user_callback(ProgressBar) else []),
+            *(progress if self.progress_bar is True and not user_bar else []),
             *([] if self._user_callback(LRScheduler, CosineLearningRate) else schedule),
             ("accumulator_pruning", AccumulatorPruning()),
         ]

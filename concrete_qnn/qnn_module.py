@@ -371,7 +371,9 @@ class SparseQuantNeuralNetwork(nn.Module):
                         f"{accum_high}, so no weight fits the L1 budget; raise n_accum_bits "
                         "or lower the bit-widths"
                     )
-            for where, largest_input in largest_inputs:
+            # Hidden layers only: "auto" input bits may fill the first layer's budget with one
+            # extreme product on purpose (few features, each input weighted alone).
+            for where, largest_input in largest_inputs[1:]:
                 if 2 * largest_weight * largest_input > accum_high:
                     warnings.warn(
                         f"n_accum_bits={self.n_accum_bits} holds one weight of the largest code "
@@ -383,7 +385,6 @@ class SparseQuantNeuralNetwork(nn.Module):
                         "n_accum_bits",
                         stacklevel=3,
                     )
-                    break
 
     def _make_linear(self, n_in: int, n_out: int) -> qnn.QuantLinear:
         return qnn.QuantLinear(
