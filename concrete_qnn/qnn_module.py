@@ -251,8 +251,8 @@ class SparseQuantNeuralNetwork(nn.Module):
         self.n_hidden_neurons_multiplier = n_hidden_neurons_multiplier
         self.n_prune_neurons_percentage = n_prune_neurons_percentage
         self.activation_function = activation_function
-        self.quant_narrow = bool(quant_narrow)
-        self.quant_signed = bool(quant_signed)
+        self.quant_narrow = _flag("quant_narrow", quant_narrow)
+        self.quant_signed = _flag("quant_signed", quant_signed)
         self.accumulator_rule = accumulator_rule
         self.n_hidden_neurons_min = n_hidden_neurons_min
         self.n_input_bits = n_input_bits
@@ -286,6 +286,18 @@ class SparseQuantNeuralNetwork(nn.Module):
             raise ValueError(
                 f"n_hidden_neurons_min must be an integer >= 0, got {self.n_hidden_neurons_min!r}"
             )
+        for name, expected in (
+            ("n_hidden_neurons_multiplier", ">= 0"),
+            ("n_prune_neurons_percentage", "in [0, 1)"),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number {expected}, got {value!r}")
+        if self.n_hidden_neurons_multiplier < 0:
+            raise ValueError(
+                "n_hidden_neurons_multiplier must be a number >= 0, got "
+                f"{self.n_hidden_neurons_multiplier!r}"
+            )
         if self.n_layers > 1:
             hidden = self.input_dim * self.n_hidden_neurons_multiplier
             if not np.isfinite(hidden) or max(int(hidden), self.n_hidden_neurons_min) < 1:
@@ -309,6 +321,7 @@ class SparseQuantNeuralNetwork(nn.Module):
                 "activation_function must be a torch.nn.Module subclass such as "
                 f"torch.nn.ReLU, got {self.activation_function!r}"
             )
+        self._check_element_wise()
         if self.weight_code_range[1] < 1:
             raise ValueError(
                 f"n_w_bits={self.n_w_bits} with quant_narrow={self.quant_narrow} gives signed "
@@ -385,6 +398,31 @@ class SparseQuantNeuralNetwork(nn.Module):
                         "n_accum_bits",
                         stacklevel=3,
                     )
+
+    def _check_element_wise(self) -> None:
+        """Refuse an activation that mixes neurons (Softmax, LogSoftmax, ...): the integer
+        model computes each hidden neuron's activation alone, as one table lookup."""
+        name = getattr(self.activation_function, "__name__", repr(self.activation_function))
+        probe = torch.linspace(-4.0, 4.0, 24).reshape(6, 4).T  # 4 rows, 6 neurons
+        try:
+            activation = self.activation_function().eval()
+            with torch.no_grad():
+                whole = activation(probe)
+                by_neuron = torch.cat([activation(probe[:, [j]]) for j in range(6)], dim=1)
+                by_row = torch.cat([activation(probe[[i]]) for i in range(4)], dim=0)
+        except Exception as error:
+            raise ValueError(
+                f"activation_function {name} cannot be applied to a (4, 6) tensor: {error}"
+            ) from None
+        if not (
+            whole.shape == probe.shape
+            and torch.allclose(whole, by_neuron)
+            and torch.allclose(whole, by_row)
+        ):
+            raise ValueError(
+                f"activation_function must act on each value alone (element-wise), as each "
+                f"hidden neuron's table lookup does: {name} mixes the values of a layer"
+            )
 
     def _make_linear(self, n_in: int, n_out: int) -> qnn.QuantLinear:
         return qnn.QuantLinear(
@@ -966,6 +1004,12 @@ def _rebuild_network(config: dict, state: dict) -> SparseQuantNeuralNetwork:
         net.to(tensors[0].device)
     net.train(state["training"])
     return net
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _positive_int(name: str, value) -> int:

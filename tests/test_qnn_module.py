@@ -211,6 +211,26 @@ def test_quantizers_follow_the_configuration():
             r"n_accum_bits=3 is too small for n_w_bits=3 and n_a_bits=3: .* largest input code "
             r"\(4\) is 12, over 3, so no weight fits the L1 budget",
         ),
+        # The integer model computes each neuron's activation alone: a helper trained
+        # LogSoftmax on wine (torch 0.888) and got an integer model of 0.399, silently.
+        (
+            {"activation_function": torch.nn.LogSoftmax},
+            r"must act on each value alone \(element-wise\).*LogSoftmax mixes",
+        ),
+        ({"activation_function": torch.nn.Softmax}, r"Softmax mixes the values of a layer"),
+        # Read as true or false, or refused with an internal message (a helper's findings).
+        ({"quant_narrow": -1}, r"quant_narrow must be True or False, got -1"),
+        ({"quant_signed": "abc"}, r"quant_signed must be True or False, got 'abc'"),
+        ({"n_hidden_neurons_multiplier": -1}, r"multiplier must be a number >= 0, got -1"),
+        ({"n_hidden_neurons_multiplier": True}, r"multiplier must be a number >= 0, got True"),
+        (
+            {"n_prune_neurons_percentage": "abc"},
+            r"percentage must be a number in \[0, 1\), got 'abc'",
+        ),
+        (
+            {"n_prune_neurons_percentage": None},
+            r"percentage must be a number in \[0, 1\), got None",
+        ),
     ],
 )
 def test_invalid_parameters_raise(kwargs, message):
