@@ -632,7 +632,11 @@ class _QNNEstimatorMixin:
         return self.integer_model_.observed_certificate(X)
 
     def export_onnx(self, path, qonnx_domain: bool = False):
-        """Write the network as QONNX (opset 14) to ``path``; see ``onnx_export``."""
+        """Write the network as QONNX (opset 14) to ``path``; see ``onnx_export``.
+
+        The graph computes the network's outputs: a classifier's logits, a regressor's
+        standardized targets (``predict`` is ``output * target_std_ + target_mean_``).
+        """
         check_is_fitted(self)
         from concrete_qnn.onnx_export import export_onnx
 
