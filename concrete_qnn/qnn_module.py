@@ -363,19 +363,15 @@ class SparseQuantNeuralNetwork(nn.Module):
             self._fan_in_cap()
         else:
             # Brevitas' max-abs scale gives each neuron's largest weight the code
-            # +-weight_code_range[1]; the L1 budget keeps it, so it must fit on any input.
+            # +-weight_code_range[1], and the L1 budget keeps it: how many such products fit
+            # is max_fan_in over those two codes.
             largest_weight = self.weight_code_range[1]
             accum_high = signed_range(self.n_accum_bits)[1]
-            largest_inputs = [
-                (where, max(-low, high))
-                for where, (low, high) in zip(
-                    ("the first layer's", "a hidden layer's"),
-                    self._budget_input_ranges()[:2],
-                    strict=False,  # one layer: no hidden layer
-                )
-            ]
-            for where, largest_input in largest_inputs:
-                if largest_weight * largest_input > accum_high:
+            for layer, (low, high) in enumerate(self._budget_input_ranges()[:2]):
+                where = "the first layer's" if layer == 0 else "a hidden layer's"
+                largest_input = max(-low, high)
+                fits = max_fan_in((-largest_weight, largest_weight), (low, high), self.n_accum_bits)
+                if fits == 0:
                     raise ValueError(
                         f"n_accum_bits={self.n_accum_bits} is too small for n_w_bits="
                         f"{self.n_w_bits} and {self._bits_text()}: a neuron's largest weight "
@@ -384,10 +380,9 @@ class SparseQuantNeuralNetwork(nn.Module):
                         f"{accum_high}, so no weight fits the L1 budget; raise n_accum_bits "
                         "or lower the bit-widths"
                     )
-            # Hidden layers only: "auto" input bits may fill the first layer's budget with one
-            # extreme product on purpose (few features, each input weighted alone).
-            for where, largest_input in largest_inputs[1:]:
-                if 2 * largest_weight * largest_input > accum_high:
+                # Hidden layers only: "auto" input bits may fill the first layer's budget
+                # with one such product on purpose (few features, each weighted alone).
+                if fits == 1 and layer > 0:
                     warnings.warn(
                         f"n_accum_bits={self.n_accum_bits} holds one weight of the largest code "
                         f"per neuron on {where} inputs at most ({largest_weight} x "
