@@ -1,9 +1,10 @@
 """The benchmark suite: ``python -m benchmarks`` writes benchmarks/RESULTS.md and its plots.
 
 Accuracy at 3/3/n_accum_bits over 5 folds of every dataset, against a float ceiling, for each
-accumulator rule (``module__accumulator_rule``: the fan-in cap and the L1 budget) on the same
-folds; fit time per epoch against a plain float skorch MLP of the same topology, and of one
-rule against the other (side by side, interleaved, median over ``TIMING_ROUNDS`` rounds);
+accumulator rule (``module__accumulator_rule``: the fan-in cap and the L1 budget, the latter
+also with ``module__weight_scaling="budget_mse"``) on the same folds; fit time per epoch
+against a plain float skorch MLP of the same topology, and of each rule against the fan-in
+cap (side by side, interleaved, median over ``TIMING_ROUNDS`` rounds);
 integer-model throughput. Needs the ``bench``
 extra (matplotlib).
 """
@@ -35,27 +36,36 @@ from concrete_qnn import QNNClassifier, QNNRegressor
 from concrete_qnn.estimators import auto_batch_size
 
 ACCUM_BITS = (5, 6, 7, 8, 10, 12)
-RULES = ("fan_in", "l1_budget")
-# At 5 bits the L1 budget is also measured at 2-bit weights and activations (smaller codes).
+# Each rule's label and estimator parameters.
+RULES = {
+    "fan_in": {"module__accumulator_rule": "fan_in"},
+    "l1_budget": {"module__accumulator_rule": "l1_budget"},
+    "l1_budget, budget_mse": {
+        "module__accumulator_rule": "l1_budget",
+        "module__weight_scaling": "budget_mse",
+    },
+}
+# Rules measured at LOW_BITS with 2-bit weights and activations too (smaller codes).
+LOW_BITS_RULES = ("l1_budget", "l1_budget, budget_mse")
 LOW_BITS = 5
 DEFAULT_RULE = inspect.signature(QNNClassifier).parameters["module__accumulator_rule"].default
 HERE = Path(__file__).resolve().parent
 THROUGHPUT_ROWS = 100_000
-# Rounds of the three timed fits (fan-in QNN, float MLP, L1-budget QNN), one after the other.
+# Rounds of the timed fits (the float MLP and the QNN under each rule), one after the other.
 # Two fits of one model on the same data took 0.40 and 0.52 s per epoch on this 2-core
 # machine, so one round can misstate a ratio by a quarter.
 TIMING_ROUNDS = 3
 
 
-def epoch_seconds(name: str) -> tuple[float, float, float]:
-    """Seconds per epoch on fold 0 of the QNN (fan-in rule), of the float skorch MLP and of
-    the QNN with the L1-budget rule: the median over ``TIMING_ROUNDS`` rounds, each fitting
-    the three in turn, of each fit's median epoch."""
+def epoch_seconds(name: str) -> dict[str, float]:
+    """Seconds per epoch on fold 0 of the float skorch MLP (key "float") and of the QNN
+    under each of ``RULES``: the median over ``TIMING_ROUNDS`` rounds, each fitting them all
+    in turn, of each fit's median epoch."""
     fold = folds(name)[0]
     task = DATASETS[name][1]
     estimator = QNNClassifier if task == "classification" else QNNRegressor
-    qnn = estimator(random_state=0, module__accumulator_rule="fan_in")
-    budget = estimator(random_state=0, module__accumulator_rule="l1_budget")
+    qnns = {rule: estimator(random_state=0, **params) for rule, params in RULES.items()}
+    qnn = qnns["fan_in"]
     X = fold.X_train.astype(np.float32)
     y = fold.y_train if task == "classification" else fold.y_train.astype(np.float32)
     n_outputs = len(np.unique(y)) if task == "classification" else 1
@@ -78,14 +88,15 @@ def epoch_seconds(name: str) -> tuple[float, float, float]:
     else:
         plain = NeuralNetRegressor(FloatMLP, **common)
         y_plain = y.reshape(-1, 1)
-    rounds = []
+    rounds = {key: [] for key in ["float", *RULES]}
     for _ in range(TIMING_ROUNDS):
         torch.manual_seed(0)
         plain.fit(X, y_plain)
-        qnn.fit(X, y)
-        budget.fit(X, y)
-        rounds.append([statistics.median(net.history[:, "dur"]) for net in (qnn, plain, budget)])
-    return tuple(statistics.median(column) for column in zip(*rounds, strict=True))
+        rounds["float"].append(statistics.median(plain.history[:, "dur"]))
+        for rule, net in qnns.items():
+            net.fit(X, y)
+            rounds[rule].append(statistics.median(net.history[:, "dur"]))
+    return {key: statistics.median(values) for key, values in rounds.items()}
 
 
 def throughput(name: str) -> tuple[float, float]:
@@ -142,7 +153,7 @@ def plot_timing(timing, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(timing)
-    ratios = [timing[name][0] / timing[name][1] for name in names]  # fan-in rule / float
+    ratios = [timing[name]["fan_in"] / timing[name]["float"] for name in names]
     figure, axis = plt.subplots(figsize=(6, 3.2))
     axis.bar(names, ratios, color="tab:blue")
     axis.set_ylabel("QNN / float seconds per epoch")
@@ -187,8 +198,12 @@ def write_results(results, low_bits, ceilings, timing, speeds, seconds: float, j
         "`max_active_neurons()` weights per neuron; at 3-bit weights and activations one",
         "product reaches 16, more than a 5-bit accumulator holds (15), so it refuses 5 bits.",
         "`l1_budget`: per neuron, the largest weights whose codes, weighted by each input's",
-        "reachable codes, fit with the bias. The certificate reads reachable input codes",
-        "for both. Every column keeps the default `rounding_threshold_bits=5`: each lookup",
+        "reachable codes, fit with the bias, at Brevitas' max-abs scale (the largest weight",
+        "takes the extreme code). `l1_budget, budget_mse` (`module__weight_scaling`): each",
+        "neuron's largest weight takes the code whose L1-budget selection leaves the smallest",
+        "squared weight error, so where the bound is tight coarser codes fit more inputs.",
+        "The certificate reads reachable input codes for all. Every column keeps the",
+        "default `rounding_threshold_bits=5`: each lookup",
         "drops `n_accum_bits - 5` low bits (7 at 12 bits), in training and in the tables",
         "alike, so wider bounds also mean coarser lookups.",
         "",
@@ -210,35 +225,43 @@ def write_results(results, low_bits, ceilings, timing, speeds, seconds: float, j
             lines.append(f"| {name} | {rule} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"At {LOW_BITS} bits with 2-bit weights and activations, `l1_budget`:",
+        f"At {LOW_BITS} bits with 2-bit weights and activations:",
         "",
-        "| dataset | 5-fold mean | folds | float ceiling |",
-        "| --- | --- | --- | --- |",
+        "| dataset | rule | 5-fold mean | folds | float ceiling |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for name, result in low_bits.items():
-        lines.append(
-            f"| {name} | {result.mean:.4f} | {' '.join(f'{s:.3f}' for s in result.scores)} | "
-            f"{ceilings[name][0]:.4f} |"
-        )
+    for name, by_rule in low_bits.items():
+        for rule, result in by_rule.items():
+            lines.append(
+                f"| {name} | {rule} | {result.mean:.4f} | "
+                f"{' '.join(f'{s:.3f}' for s in result.scores)} | {ceilings[name][0]:.4f} |"
+            )
     lines += [
         "",
         "## Fit time per epoch",
         "",
         "Seconds per epoch on fold 0 of the QNN (fan-in rule), a plain float skorch MLP of the",
-        "same topology, optimizer, learning rate, batch size and epochs, and the QNN with the",
-        f"L1-budget rule: {TIMING_ROUNDS} rounds, each fitting the three one after the other",
+        "same topology, optimizer, learning rate, batch size and epochs, and the QNN under the",
+        f"other rules: {TIMING_ROUNDS} rounds, each fitting them all one after the other",
         "(nothing else running); each figure is the median over rounds of a fit's median epoch.",
+        "Budget: each rule within 1.2x the fan-in rule's time.",
         "",
         "![fit time ratio](fit_time_ratio.png)",
         "",
-        "| dataset | QNN s/epoch | float s/epoch | QNN / float | l1_budget s/epoch | "
-        "l1_budget / fan_in (budget 1.2x) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| dataset | QNN s/epoch | float s/epoch | QNN / float | "
+        + " | ".join(f"{rule} s/epoch | / fan_in" for rule in list(RULES)[1:])
+        + " |",
+        "| --- | --- | --- | --- |" + " --- | --- |" * (len(RULES) - 1),
     ]
-    for name, (qnn_s, float_s, budget_s) in timing.items():
+    for name, seconds_by in timing.items():
+        qnn_s, float_s = seconds_by["fan_in"], seconds_by["float"]
+        cells = [
+            f"{seconds_by[rule]:.4f} | {seconds_by[rule] / qnn_s:.2f}" for rule in list(RULES)[1:]
+        ]
         lines.append(
             f"| {name} | {qnn_s:.4f} | {float_s:.4f} | {qnn_s / float_s:.2f} | "
-            f"{budget_s:.4f} | {budget_s / qnn_s:.2f} |"
+            + " | ".join(cells)
+            + " |"
         )
     lines += [
         "",
@@ -256,15 +279,16 @@ def write_results(results, low_bits, ceilings, timing, speeds, seconds: float, j
 
 
 def accuracy_settings() -> list[tuple[str, dict]]:
-    """The (key, estimator parameters) of every accuracy measurement of a dataset: each
-    rule at each of ``ACCUM_BITS``, then the 2-bit settings at ``LOW_BITS`` (key "low")."""
+    """The (rule, bits or "low", estimator parameters) of every accuracy measurement of a
+    dataset: each rule at each of ``ACCUM_BITS``, then ``LOW_BITS_RULES`` at 2/2/``LOW_BITS``
+    ("low")."""
     settings = [
-        (f"{rule} {bits}", {"module__n_accum_bits": bits, "module__accumulator_rule": rule})
-        for rule in RULES
+        (rule, bits, {"module__n_accum_bits": bits, **params})
+        for rule, params in RULES.items()
         for bits in ACCUM_BITS
     ]
-    low = {"module__n_w_bits": 2, "module__n_a_bits": 2, "module__accumulator_rule": "l1_budget"}
-    return [*settings, ("low", {"module__n_accum_bits": LOW_BITS, **low})]
+    two_bits = {"module__n_w_bits": 2, "module__n_a_bits": 2, "module__n_accum_bits": LOW_BITS}
+    return [*settings, *((rule, "low", {**two_bits, **RULES[rule]}) for rule in LOW_BITS_RULES)]
 
 
 def _evaluate(name: str, params: dict, threads: int | None):
@@ -295,22 +319,23 @@ def main(argv=None) -> None:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
-    tasks = [(name, key, params) for name in args.datasets for key, params in accuracy_settings()]
+    tasks = [(name, *setting) for name in args.datasets for setting in accuracy_settings()]
     outcomes = Parallel(n_jobs=args.jobs, return_as="generator")(  # printed as they come
-        delayed(_evaluate)(name, params, 1 if args.jobs > 1 else None) for name, _, params in tasks
+        delayed(_evaluate)(name, params, 1 if args.jobs > 1 else None)
+        for name, _, _, params in tasks
     )
     results = {name: {rule: {} for rule in RULES} for name in args.datasets}
-    low_bits, ceilings, timing, speeds = {}, {}, {}, {}
-    for (name, key, params), outcome in zip(tasks, outcomes, strict=True):
+    low_bits = {name: {} for name in args.datasets}
+    ceilings, timing, speeds = {}, {}, {}
+    for (name, rule, bits, _), outcome in zip(tasks, outcomes, strict=True):
         if isinstance(outcome, ValueError):  # the bound fits not even one weight: say so
-            print(f"{name} {key} bits: {outcome}", flush=True)
-        elif key == "low":
-            low_bits[name] = outcome
-            print(f"{name} l1_budget 2/2/{LOW_BITS}: {outcome.mean:.4f}", flush=True)
+            print(f"{name} {rule} {bits} bits: {outcome}", flush=True)
+        elif bits == "low":
+            low_bits[name][rule] = outcome
+            print(f"{name} {rule} 2/2/{LOW_BITS}: {outcome.mean:.4f}", flush=True)
         else:
-            rule, bits = params["module__accumulator_rule"], params["module__n_accum_bits"]
             results[name][rule][bits] = outcome
-            print(f"{name} {key} bits: {outcome.mean:.4f} {outcome.scores}", flush=True)
+            print(f"{name} {rule} {bits} bits: {outcome.mean:.4f} {outcome.scores}", flush=True)
     for name in args.datasets:
         n_features = folds(name)[0].X_train.shape[1]
         ceilings[name] = float_ceiling(name, hidden=hidden_width(n_features))

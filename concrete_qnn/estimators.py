@@ -782,6 +782,7 @@ def _estimator_init(default_criterion):
         module__accumulator_rule="l1_budget",
         module__n_hidden_neurons_min=DEFAULT_HIDDEN_NEURONS_MIN,
         module__n_input_bits="auto",
+        module__weight_scaling="max",
         *,
         criterion=default_criterion,
         optimizer=torch.optim.AdamW,
@@ -848,7 +849,10 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     room for (``accumulator.auto_input_bits``: 3 bits from 16 features on, 5 bits up to 7
     features at 3/3/8), which few-feature, curved problems need, and 2-bit codes at 3/3 in
     6-bit accumulators or narrower, where a 3-bit input's extreme product alone would fill
-    one. Training
+    one. ``module__weight_scaling="budget_mse"`` (with the L1 budget) lets each neuron's
+    weight scale give its largest weight a smaller code where that fits more inputs under
+    the bound (``concrete_qnn.weight_scaling``); it wins at 6-bit bounds on most of the
+    benchmark datasets and loses at 8 bits (README's hyperparameter guide). Training
     defaults: AdamW (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine
     learning-rate schedule (an ``LRScheduler`` in ``callbacks`` replaces it),
     ``batch_size="auto"`` (see ``auto_batch_size``: 64 rows up to 10,000 rows, then at most

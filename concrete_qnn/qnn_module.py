@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import numbers
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from concrete_qnn.accumulator import (
 )
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
 from concrete_qnn.integer_model import CONFIG_KEYS, MAX_LOOKUP_BITS, IntegerModel, OutputHead
+from concrete_qnn.weight_scaling import WEIGHT_SCALINGS, budget_scaled_linear
 
 MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
 
@@ -114,6 +116,11 @@ class L1BudgetMask(NeuronMask):
     input_low, input_high : float arrays (n_in,), the codes each input reaches in training;
         each range holds 0 (``input_low <= 0 <= input_high``), as every code range does
     accum_range : (int, int), the signed ``n_accum_bits`` range
+    layer : brevitas.nn.QuantLinear or None
+        The masked layer, built by ``weight_scaling.budget_scaled_linear``, for
+        ``weight_scaling="budget_mse"``: each row's scale is then chosen too (its largest
+        weight's code ``m``, written to ``layer.weight_largest_code``; see
+        ``concrete_qnn.weight_scaling``). None keeps Brevitas' max-abs scale.
 
     Raises
     ------
@@ -121,7 +128,7 @@ class L1BudgetMask(NeuronMask):
         If an input's range does not hold 0 (the selection relies on it).
     """
 
-    def __init__(self, n_out, n_in, weight_range, input_low, input_high, accum_range):
+    def __init__(self, n_out, n_in, weight_range, input_low, input_high, accum_range, layer=None):
         super().__init__(n_out, n_in)
         if np.any(np.asarray(input_low) > 0) or np.any(np.asarray(input_high) < 0):
             raise ValueError("L1BudgetMask needs input code ranges that hold 0")
@@ -131,14 +138,38 @@ class L1BudgetMask(NeuronMask):
         self.register_buffer("input_high", torch.as_tensor(input_high).float(), persistent=False)
         self.register_buffer("positions", torch.arange(n_in), persistent=False)
         self.bias_units = None
+        # A weak reference: the layer holds this mask as its parametrization.
+        self._layer = None if layer is None else weakref.ref(layer)
 
     def keep(self, weight: torch.Tensor) -> torch.Tensor:
         magnitude = weight.abs()
         largest = max(-self.weight_low, self.weight_high)
-        scale = magnitude.amax(dim=1, keepdim=True).clamp_min(1e-30) / largest
+        absmax = magnitude.amax(dim=1, keepdim=True).clamp_min(1e-30)
+        order = magnitude.argsort(dim=1, descending=True)
+        if self._layer is None:
+            return self._select(weight, order, absmax / largest)[0]
+        # weight_scaling="budget_mse": each row's largest code m is the one whose
+        # selection leaves the smallest squared weight error (ties: the finer codes).
+        best_error = best_code = best_keep = None
+        for code in range(int(largest), 0, -1):
+            scale = absmax / code
+            keep, codes = self._select(weight, order, scale)
+            error = torch.where(keep.bool(), weight - scale * codes, weight).square().sum(1)
+            if best_error is None:
+                best_error, best_code, best_keep = error, torch.full_like(error, code), keep
+            else:
+                better = error < best_error
+                best_error = torch.where(better, error, best_error)
+                best_code = torch.where(better, torch.full_like(error, code), best_code)
+                best_keep = torch.where(better[:, None], keep, best_keep)
+        self._layer().weight_largest_code.copy_(best_code)
+        return best_keep
+
+    def _select(self, weight, order, scale) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kept weights (1.0/0.0) and the codes, float (n_out, n_in), at the per-row
+        ``scale`` (n_out, 1)."""
         codes = torch.round(weight / scale).clamp(self.weight_low, self.weight_high)
         at_low, at_high = codes * self.input_low, codes * self.input_high
-        order = magnitude.argsort(dim=1, descending=True)
         high = torch.maximum(at_low, at_high).gather(1, order).cumsum(1)
         low = torch.minimum(at_low, at_high).gather(1, order).cumsum(1)
         room_high, room_low = self.accum_high, self.accum_low
@@ -149,7 +180,7 @@ class L1BudgetMask(NeuronMask):
         # fit are a prefix of ``order``. The largest is always kept.
         n_kept = ((high <= room_high) & (low >= room_low)).sum(1, keepdim=True).clamp_min(1)
         kept = (self.positions < n_kept).to(weight.dtype)
-        return torch.zeros_like(weight).scatter_(1, order, kept)
+        return torch.zeros_like(weight).scatter_(1, order, kept), codes
 
 
 # Rules that keep each neuron's accumulator within n_accum_bits during training.
@@ -215,6 +246,14 @@ class SparseQuantNeuralNetwork(nn.Module):
         ``input_bit_width`` holds the bits used. The first layer's accumulator budget
         covers them, so the certificate still holds. (The fan-in cap is the smaller of the
         first layer's and the later layers'.)
+    weight_scaling : {"max", "budget_mse"}
+        How each neuron's weight scale is chosen. ``"max"``, the default: Brevitas'
+        per-channel max-abs scale (the largest weight takes the extreme code).
+        ``"budget_mse"``, under ``"l1_budget"`` only: each neuron's largest weight takes the
+        code ``m`` (1 up to the extreme) whose L1-budget selection leaves the smallest
+        squared weight error, re-chosen at every step (``concrete_qnn.weight_scaling``):
+        coarser codes and more inputs per neuron where the bound is tight. The layers then
+        hold ``weight_largest_code`` (float (n_out,)).
 
     Raises
     ------
@@ -240,6 +279,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         accumulator_rule="fan_in",
         n_hidden_neurons_min=0,
         n_input_bits=None,
+        weight_scaling="max",
     ):
         super().__init__()
         self.input_dim = _positive_int("input_dim", input_dim)
@@ -256,6 +296,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         self.accumulator_rule = accumulator_rule
         self.n_hidden_neurons_min = n_hidden_neurons_min
         self.n_input_bits = n_input_bits
+        self.weight_scaling = weight_scaling
         self._validate()
 
         hidden = self.hidden_width
@@ -359,6 +400,16 @@ class SparseQuantNeuralNetwork(nn.Module):
                 f"accumulator_rule must be one of {', '.join(map(repr, ACCUMULATOR_RULES))}, "
                 f"got {self.accumulator_rule!r}"
             )
+        if self.weight_scaling not in WEIGHT_SCALINGS:
+            raise ValueError(
+                f"weight_scaling must be one of {', '.join(map(repr, WEIGHT_SCALINGS))}, "
+                f"got {self.weight_scaling!r}"
+            )
+        if self.weight_scaling == "budget_mse" and self.accumulator_rule != "l1_budget":
+            raise ValueError(
+                'weight_scaling="budget_mse" chooses scales with the L1 budget: it needs '
+                f'accumulator_rule="l1_budget", got {self.accumulator_rule!r}'
+            )
         if self.accumulator_rule == "fan_in":
             self._fan_in_cap()
         else:
@@ -420,6 +471,8 @@ class SparseQuantNeuralNetwork(nn.Module):
             )
 
     def _make_linear(self, n_in: int, n_out: int) -> qnn.QuantLinear:
+        if self.weight_scaling == "budget_mse":
+            return budget_scaled_linear(n_in, n_out, self.n_w_bits, self.quant_narrow)
         return qnn.QuantLinear(
             n_in,
             n_out,
@@ -680,6 +733,7 @@ class SparseQuantNeuralNetwork(nn.Module):
                 np.full(fc.in_features, low),
                 np.full(fc.in_features, high),
                 signed_range(self.n_accum_bits),
+                layer=fc if self.weight_scaling == "budget_mse" else None,
             )
             for fc, (low, high) in zip(layers, self._budget_input_ranges(), strict=True)
         ]
@@ -758,6 +812,9 @@ class SparseQuantNeuralNetwork(nn.Module):
             new_fc.bias.copy_(fc.bias[keep])
             new_next.weight.copy_(next_fc.weight[:, keep])
             new_next.bias.copy_(next_fc.bias)
+            if self.weight_scaling == "budget_mse":
+                new_fc.weight_largest_code.copy_(fc.weight_largest_code[keep])
+                new_next.weight_largest_code.copy_(next_fc.weight_largest_code)
         device = fc.weight.device
         setattr(self, f"fc{layer}", new_fc.to(device))
         setattr(self, f"fc{layer + 1}", new_next.to(device))

@@ -104,8 +104,10 @@ def test_signature_and_defaults():
         "accumulator_rule",
         "n_hidden_neurons_min",
         "n_input_bits",
+        "weight_scaling",
     ]
     defaults = {name: p.default for name, p in parameters.items()}
+    assert defaults["weight_scaling"] == "max"  # Brevitas' max-abs scale
     assert defaults["n_input_bits"] is None  # inputs have n_a_bits, as in the seed
     assert defaults["accumulator_rule"] == "fan_in"
     assert defaults["n_hidden_neurons_min"] == 0  # the seed's width rule
@@ -191,6 +193,8 @@ def test_quantizers_follow_the_configuration():
         ),
         ({"n_accum_bits": 4}, r"n_accum_bits=4 is too small for n_w_bits=3 and n_a_bits=3"),
         ({"accumulator_rule": "a2q"}, r"accumulator_rule must be one of 'fan_in', 'l1_budget'"),
+        ({"weight_scaling": "mse"}, r"weight_scaling must be one of 'max', 'budget_mse', got"),
+        ({"weight_scaling": "budget_mse"}, r'budget_mse.* needs accumulator_rule="l1_budget"'),
         ({"n_input_bits": 0}, r"n_input_bits must be None, 'auto' or an integer >= 1, got 0"),
         ({"n_input_bits": "fine"}, r"n_input_bits must be None, 'auto' .* got 'fine'"),
         ({"n_input_bits": True}, r"n_input_bits must be None, 'auto' .* got True"),
