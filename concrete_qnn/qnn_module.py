@@ -149,25 +149,28 @@ class L1BudgetMask(NeuronMask):
         if self._layer is None:
             return self._select(weight, order, absmax / largest)[0]
         # weight_scaling="budget_mse": each row's largest code m is the one whose
-        # selection leaves the smallest squared weight error (ties: the finer codes).
+        # selection fits and leaves the smallest squared weight error (ties: the finer
+        # codes); a row where no selection fits takes m = 1, the smallest products.
         best_error = best_code = best_keep = None
         for code in range(int(largest), 0, -1):
             scale = absmax / code
-            keep, codes = self._select(weight, order, scale)
+            keep, codes, fits = self._select(weight, order, scale)
             error = torch.where(keep.bool(), weight - scale * codes, weight).square().sum(1)
+            error = torch.where(fits, error, torch.inf)
             if best_error is None:
                 best_error, best_code, best_keep = error, torch.full_like(error, code), keep
             else:
-                better = error < best_error
+                better = (error < best_error) | best_error.isinf()
                 best_error = torch.where(better, error, best_error)
                 best_code = torch.where(better, torch.full_like(error, code), best_code)
                 best_keep = torch.where(better[:, None], keep, best_keep)
         self._layer().weight_largest_code.copy_(best_code)
         return best_keep
 
-    def _select(self, weight, order, scale) -> tuple[torch.Tensor, torch.Tensor]:
+    def _select(self, weight, order, scale) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The kept weights (1.0/0.0) and the codes, float (n_out, n_in), at the per-row
-        ``scale`` (n_out, 1)."""
+        ``scale`` (n_out, 1), and whether each row's kept weights fit (bool (n_out,): the
+        largest weight is kept even where it alone does not)."""
         codes = torch.round(weight / scale).clamp(self.weight_low, self.weight_high)
         at_low, at_high = codes * self.input_low, codes * self.input_high
         high = torch.maximum(at_low, at_high).gather(1, order).cumsum(1)
@@ -178,9 +181,9 @@ class L1BudgetMask(NeuronMask):
             room_high, room_low = room_high - bias.clamp(min=0), room_low - bias.clamp(max=0)
         # Each input's range holds 0, so every weight widens the interval: the weights that
         # fit are a prefix of ``order``. The largest is always kept.
-        n_kept = ((high <= room_high) & (low >= room_low)).sum(1, keepdim=True).clamp_min(1)
-        kept = (self.positions < n_kept).to(weight.dtype)
-        return torch.zeros_like(weight).scatter_(1, order, kept), codes
+        n_fit = ((high <= room_high) & (low >= room_low)).sum(1, keepdim=True)
+        kept = (self.positions < n_fit.clamp_min(1)).to(weight.dtype)
+        return torch.zeros_like(weight).scatter_(1, order, kept), codes, n_fit[:, 0] > 0
 
 
 # Rules that keep each neuron's accumulator within n_accum_bits during training.
@@ -571,7 +574,28 @@ class SparseQuantNeuralNetwork(nn.Module):
         loads into a network without them, and the reverse; the hidden widths follow the
         saved weights (a network saved after structured pruning is narrower). Loaded masks
         are the pruning decision: none is chosen again.
+
+        Raises
+        ------
+        ValueError
+            If ``strict`` and the state dict holds another number of linear layers, or was
+            saved under the other ``weight_scaling``
+            (it holds ``fc{i}.weight_largest_code`` exactly when saved under
+            ``"budget_mse"``); nothing is loaded then.
         """
+        saved_layers = {key.split(".")[0] for key in state_dict if key.startswith("fc")}
+        if strict and saved_layers != {f"fc{i}" for i in range(self.n_layers)}:
+            raise ValueError(
+                f"the state dict holds the linear layers {sorted(saved_layers)} and this "
+                f"network has n_layers={self.n_layers}; nothing was loaded"
+            )
+        saved_chosen_scales = any(key.endswith(".weight_largest_code") for key in state_dict)
+        if strict and saved_chosen_scales != (self.weight_scaling == "budget_mse"):
+            raise ValueError(
+                "the state dict was saved with weight_scaling="
+                f"{'budget_mse' if saved_chosen_scales else 'max'!r} and this network has "
+                f"weight_scaling={self.weight_scaling!r}; nothing was loaded"
+            )
         masked = "fc0.parametrizations.weight.original" in state_dict
         weight_key = "fc{}.parametrizations.weight.original" if masked else "fc{}.weight"
         keys = [weight_key.format(i) for i in range(self.n_layers)]

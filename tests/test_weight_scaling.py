@@ -21,7 +21,8 @@ FAST = {"max_epochs": 15, "random_state": 0}
 
 def selection(weight, code, bias_units, input_range, accum):
     """The L1-budget selection of one row at the scale giving its largest weight ``code``,
-    written out element by element: kept (bool), codes and the squared weight error."""
+    written out element by element: kept (bool), codes and the squared weight error
+    (infinite where even the largest weight alone does not fit)."""
     low, high = input_range
     scale = np.abs(weight).max() / code
     codes = np.clip(np.round(weight / scale), -4, 3)
@@ -29,14 +30,17 @@ def selection(weight, code, bias_units, input_range, accum):
     room_high, room_low = accum[1] - max(bias, 0), accum[0] - min(bias, 0)
     kept = np.zeros(len(weight), dtype=bool)
     top = bottom = 0.0
+    fits = True
     for position, i in enumerate(np.argsort(-np.abs(weight), kind="stable")):
         top += max(codes[i] * low, codes[i] * high)
         bottom += min(codes[i] * low, codes[i] * high)
-        if position > 0 and not (top <= room_high and bottom >= room_low):
-            break
+        if not (top <= room_high and bottom >= room_low):
+            fits = position > 0
+            if fits:
+                break
         kept[i] = True
     error = np.where(kept, weight - scale * codes, weight).astype(np.float64) ** 2
-    return kept, codes, float(error.sum())
+    return kept, codes, float(error.sum()) if fits else np.inf
 
 
 def largest_codes_match(codes, largest_code):
@@ -81,6 +85,9 @@ def test_each_row_takes_the_largest_code_of_least_squared_error(
         }
         best = min(error for _, _, error in candidates.values())
         kept, codes, error = candidates[int(chosen[j])]
+        if np.isinf(best):  # nothing fits: the smallest products
+            assert chosen[j] == 1
+            continue
         assert error <= best + 1e-6 * float((row.astype(np.float64) ** 2).sum())
         np.testing.assert_array_equal(keep[j], kept)
         # Brevitas quantizes the kept weights at the chosen scale
@@ -93,6 +100,21 @@ def test_each_row_takes_the_largest_code_of_least_squared_error(
                     (codes * kept)[None].astype(np.int64), np.array([b], np.int64), input_range
                 )
                 assert accum[0] <= lo[0] and hi[0] <= accum[1]
+
+
+def test_a_code_whose_largest_product_breaks_the_bound_is_never_chosen():
+    # Found by a fresh user at 4-bit inputs in a 6-bit accumulator: the codes 4 and 3 tie on
+    # the squared error, but -4 x -8 = 32 does not fit [-32, 31] and -3 x -8 does.
+    weight = torch.tensor([[-1.0, 0.1, 0.1, 0.1]])
+    fc = budget_scaled_linear(4, 1, n_w_bits=3, narrow=False)
+    mask = L1BudgetMask(1, 4, (-4, 3), np.full(4, -8), np.full(4, 7), signed_range(6), layer=fc)
+    keep = mask.keep(weight)
+    assert fc.weight_largest_code.tolist() == [3.0]
+    with torch.no_grad():
+        fc.weight.copy_(weight * keep)
+        codes = fc.quant_weight().int().long().numpy()
+    lo, hi = accumulator_bounds(codes, np.zeros(1, np.int64), (-8, 7))
+    assert codes[0, 0] == -3 and -32 <= lo[0] and hi[0] <= 31
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +192,26 @@ def test_max_scaling_layers_are_plain_brevitas_layers():
     net = SparseQuantNeuralNetwork(6, 3, 2, accumulator_rule="l1_budget")
     assert not hasattr(net.fc0, "weight_largest_code")
     assert "fc0.weight_largest_code" not in net.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("saved", "loading", "message"),
+    [
+        ({"module__weight_scaling": "budget_mse"}, {}, "saved with weight_scaling='budget_mse'"),
+        ({}, {"module__weight_scaling": "budget_mse"}, "saved with weight_scaling='max'"),
+        ({"module__n_layers": 2}, {}, r"linear layers \['fc0', 'fc1'\] .* n_layers=3"),
+    ],
+)
+def test_parameters_of_another_network_are_refused_and_the_fitted_model_kept(
+    breast_cancer, tmp_path, saved, loading, message
+):
+    X, y = breast_cancer
+    settings = {"module__n_accum_bits": 6, "max_epochs": 3, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        QNNClassifier(**settings, **saved).fit(X, y).save_params(f_params=tmp_path / "p.pt")
+        model = QNNClassifier(**settings, **loading).fit(X, y)
+    expected = model.predict_proba(X)
+    with pytest.raises(ValueError, match=message):
+        model.load_params(f_params=tmp_path / "p.pt")
+    np.testing.assert_array_equal(model.predict_proba(X), expected)
