@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.utils import _safe_indexing
 from sklearn.utils.multiclass import check_classification_targets
@@ -212,7 +213,20 @@ class _QNNEstimatorMixin:
         return module
 
     def initialize(self):
-        """skorch's ``initialize``: a new, untrained network (the fitted model is dropped)."""
+        """skorch's ``initialize``: a new, untrained network (the fitted model is dropped).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before any ``fit`` or ``partial_fit``: the network's sizes come from the data
+            (``n_features_in_``, ``n_outputs_``). Nothing changes then.
+        """
+        if not (hasattr(self, "n_features_in_") and hasattr(self, "n_outputs_")):
+            raise NotFittedError(
+                f"{type(self).__name__}.initialize() builds the network for the data's "
+                "features and classes (or targets), which it has not seen: call fit or "
+                "partial_fit first (a few rows will do), then load_params"
+            )
         self._forget_fitted_model()
         return super().initialize()
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_regression
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
@@ -192,3 +193,11 @@ def test_warm_start_refits_continue_the_fitted_network(task, check_one_fitted_mo
         model.fit(X[:, :3], y)
     assert len(model.history) == 2 * EPOCHS
     check_one_fitted_model(model, X)
+
+
+def test_initialize_before_any_data_says_to_fit_first():
+    # skorch users call initialize() then load_params; the sizes come from the data here.
+    model = QNNClassifier()
+    with pytest.raises(NotFittedError, match=r"initialize\(\) .* call fit or partial_fit first"):
+        model.initialize()
+    assert not hasattr(model, "module_")
