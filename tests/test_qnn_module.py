@@ -672,7 +672,9 @@ def test_every_accumulator_fits_after_permanent_pruning(
 @settings(max_examples=60, deadline=None)
 @given(
     n_out=st.integers(1, 4),
-    n_in=st.integers(1, 12),
+    # wide rows too: the mask reads only the weights that can matter (one past the most
+    # non-zero codes that fit, 5 of 40 at 5 bits and inputs [0, 7])
+    n_in=st.integers(1, 40),
     n_accum_bits=st.integers(5, 9),
     input_range=st.sampled_from([(-4, 3), (0, 3), (0, 7)]),
     bias=st.integers(-3, 3),
@@ -729,7 +731,7 @@ def test_l1_budget_mask_refuses_input_ranges_without_zero():
 
 @pytest.mark.parametrize("rule", ["fan_in", "l1_budget"])
 def test_a_training_pass_selects_each_layers_weights_once(rule, monkeypatch):
-    # The rounded lookups read each hidden layer's weight scale again; the selection (a sort
+    # The rounded lookups read each hidden layer's weight scale again; the selection (a ranking
     # of every row under the L1 budget) must not run a second time for it.
     net = SparseQuantNeuralNetwork(8, 2, 3, n_accum_bits=8, accumulator_rule=rule)
     net.enable_pruning()

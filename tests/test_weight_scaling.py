@@ -2,6 +2,7 @@
 
 import pickle
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
-from concrete_qnn import QNNClassifier, SparseQuantNeuralNetwork
+from concrete_qnn import QNNClassifier, SparseQuantNeuralNetwork, qnn_module
 from concrete_qnn.accumulator import accumulator_bounds, signed_range
 from concrete_qnn.qnn_module import L1BudgetMask
 from concrete_qnn.weight_scaling import budget_scaled_linear
@@ -53,14 +54,15 @@ def largest_codes_match(codes, largest_code):
 @settings(max_examples=60, deadline=None)
 @given(
     n_out=st.integers(1, 4),
-    n_in=st.integers(1, 16),
+    n_in=st.integers(1, 40),  # wide rows: the mask reads only the largest weights
     n_accum_bits=st.integers(5, 9),
     input_range=st.sampled_from([(-2, 1), (-4, 3), (0, 3), (0, 7)]),
     bias=st.floats(-3, 3),
     seed=st.integers(0, 2**16),
+    codes_per_chunk=st.integers(1, 4),  # the candidate codes tried in one tensor
 )
 def test_each_row_takes_the_largest_code_of_least_squared_error(
-    n_out, n_in, n_accum_bits, input_range, bias, seed
+    n_out, n_in, n_accum_bits, input_range, bias, seed, codes_per_chunk
 ):
     weight = torch.randn(n_out, n_in, generator=torch.Generator().manual_seed(seed))
     low, high = input_range
@@ -72,7 +74,9 @@ def test_each_row_takes_the_largest_code_of_least_squared_error(
     # bias / input scale; in weight codes: bias * m / 4 at the scale of largest code m
     bias_units = bias * weight.abs().amax(dim=1) / 4
     mask.bias_units = bias_units
-    keep = mask.keep(weight).numpy().astype(bool)
+    n_top = min(n_in, mask.max_nonzero_codes + 1)
+    with mock.patch.object(qnn_module, "_CODE_CHUNK_ENTRIES", codes_per_chunk * n_out * n_top):
+        keep = mask.keep(weight).numpy().astype(bool)
     chosen = fc.weight_largest_code.numpy()
     with torch.no_grad():
         fc.weight.copy_(weight * torch.as_tensor(keep))
