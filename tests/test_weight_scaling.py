@@ -7,7 +7,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
@@ -25,9 +25,11 @@ def selection(weight, code, bias_units, input_range, accum):
     written out element by element: kept (bool), codes and the squared weight error
     (infinite where even the largest weight alone does not fit)."""
     low, high = input_range
-    scale = np.abs(weight).max() / code
+    # float32 throughout, as the mask computes: a bias at an exact half code (3 / 4 of
+    # the largest weight at code 2) rounds as the mask rounds it
+    scale = np.float32(np.abs(weight).max()) / np.float32(code)
     codes = np.clip(np.round(weight / scale), -4, 3)
-    bias = np.round(bias_units / scale)
+    bias = float(np.round(np.float32(bias_units) / scale))
     room_high, room_low = accum[1] - max(bias, 0), accum[0] - min(bias, 0)
     kept = np.zeros(len(weight), dtype=bool)
     top = bottom = 0.0
@@ -60,6 +62,9 @@ def largest_codes_match(codes, largest_code):
     bias=st.floats(-3, 3),
     seed=st.integers(0, 2**16),
     codes_per_chunk=st.integers(1, 4),  # the candidate codes tried in one tensor
+)
+@example(  # a bias of exactly 1.5 codes at m = 2: found by hypothesis in float64
+    n_out=1, n_in=20, n_accum_bits=5, input_range=(-4, 3), bias=3.0, seed=2, codes_per_chunk=1
 )
 def test_each_row_takes_the_largest_code_of_least_squared_error(
     n_out, n_in, n_accum_bits, input_range, bias, seed, codes_per_chunk
