@@ -39,7 +39,7 @@ ACCUM_BITS = (5, 6, 7, 8, 10, 12)
 # Each rule's label and estimator parameters.
 RULES = {
     "fan_in": {"module__accumulator_rule": "fan_in"},
-    "l1_budget": {"module__accumulator_rule": "l1_budget"},
+    "l1_budget": {"module__accumulator_rule": "l1_budget", "module__weight_scaling": "max"},
     "l1_budget, budget_mse": {
         "module__accumulator_rule": "l1_budget",
         "module__weight_scaling": "budget_mse",
@@ -204,7 +204,12 @@ def write_results(results, low_bits, ceilings, timing, speeds, seconds: float, j
         "reachable codes, fit with the bias, at Brevitas' max-abs scale (the largest weight",
         "takes the extreme code). `l1_budget, budget_mse` (`module__weight_scaling`): each",
         "neuron's largest weight takes the code whose L1-budget selection leaves the smallest",
-        "squared weight error, so where the bound is tight coarser codes fit more inputs.",
+        "squared weight error, so where the bound is tight coarser codes fit more inputs;",
+        'its inputs (`module__n_input_bits="auto"`) leave room for four weights of code 1',
+        "per neuron (3 bits at 5-bit bounds, 4 at 6, up to 8); `l1_budget`'s follow the",
+        "max-abs scale (2 bits at 5 and 6 bits), `fan_in`'s are 3-bit. The estimators'",
+        'default (`module__weight_scaling="auto"`) is the `l1_budget, budget_mse` row up',
+        "to 7 bits and the `l1_budget` row from 8 bits on.",
         "The certificate reads reachable input codes for all. Every column keeps the",
         "default `rounding_threshold_bits=5`: each lookup",
         "drops `n_accum_bits - 5` low bits (7 at 12 bits), in training and in the tables",

@@ -31,7 +31,11 @@ from concrete_qnn.accumulator import (
 )
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
 from concrete_qnn.integer_model import CONFIG_KEYS, MAX_LOOKUP_BITS, IntegerModel, OutputHead
-from concrete_qnn.weight_scaling import WEIGHT_SCALINGS, budget_scaled_linear
+from concrete_qnn.weight_scaling import (
+    AUTO_BUDGET_MSE_MAX_ACCUM_BITS,
+    WEIGHT_SCALINGS,
+    budget_scaled_linear,
+)
 
 MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
 
@@ -278,18 +282,23 @@ class SparseQuantNeuralNetwork(nn.Module):
         3 bits for 30), and coarser codes than ``n_a_bits`` (down to 2 bits) where one
         extreme weight-input product alone would fill the accumulator (3/3/6); under
         ``"fan_in"``, whose cap counts every weight and input at its extreme code, finer
-        inputs only cut the fan-in, and ``"auto"`` gives ``n_a_bits``.
+        inputs only cut the fan-in, and ``"auto"`` gives ``n_a_bits``. Where the weight
+        scale follows the budget (``weight_scaling_used == "budget_mse"``), ``"auto"``
+        instead leaves room for four weights of code 1 per neuron (3 bits at 5-bit bounds,
+        4 at 6, ``n_accum_bits - 2`` up to 8).
         ``input_bit_width`` holds the bits used. The first layer's accumulator budget
         covers them, so the certificate still holds. (The fan-in cap is the smaller of the
         first layer's and the later layers'.)
-    weight_scaling : {"max", "budget_mse"}
+    weight_scaling : {"max", "budget_mse", "auto"}
         How each neuron's weight scale is chosen. ``"max"``, the default: Brevitas'
         per-channel max-abs scale (the largest weight takes the extreme code).
         ``"budget_mse"``, under ``"l1_budget"`` only: each neuron's largest weight takes the
         code ``m`` (1 up to the extreme) whose L1-budget selection leaves the smallest
         squared weight error, re-chosen at every step (``concrete_qnn.weight_scaling``):
         coarser codes and more inputs per neuron where the bound is tight. The layers then
-        hold ``weight_largest_code`` (float (n_out,)).
+        hold ``weight_largest_code`` (float (n_out,)). ``"auto"`` (the estimators'
+        default): ``"budget_mse"`` under ``"l1_budget"`` at ``n_accum_bits <= 7``, where it
+        wins the benchmark, else ``"max"``; ``weight_scaling_used`` holds the choice.
 
     Raises
     ------
@@ -451,8 +460,10 @@ class SparseQuantNeuralNetwork(nn.Module):
         else:
             # Brevitas' max-abs scale gives each neuron's largest weight the code
             # +-weight_code_range[1], and the L1 budget keeps it: how many such products fit
-            # is max_fan_in over those two codes.
-            largest_weight = self.weight_code_range[1]
+            # is max_fan_in over those two codes. budget_mse may give it the code 1.
+            budget_mse = self.weight_scaling_used == "budget_mse"
+            largest_weight = 1 if budget_mse else self.weight_code_range[1]
+            label = "weight at its smallest code" if largest_weight == 1 else "weight code"
             accum_high = signed_range(self.n_accum_bits)[1]
             for layer, (low, high) in enumerate(self._budget_input_ranges()[:2]):
                 where = "the first layer's" if layer == 0 else "a hidden layer's"
@@ -461,8 +472,8 @@ class SparseQuantNeuralNetwork(nn.Module):
                 if fits == 0:
                     raise ValueError(
                         f"n_accum_bits={self.n_accum_bits} is too small for n_w_bits="
-                        f"{self.n_w_bits} and {self._bits_text()}: a neuron's largest weight "
-                        f"code ({largest_weight}) times {where} largest input code "
+                        f"{self.n_w_bits} and {self._bits_text()}: a neuron's largest {label} "
+                        f"({largest_weight}) times {where} largest input code "
                         f"({largest_input}) is {largest_weight * largest_input}, over "
                         f"{accum_high}, so no weight fits the L1 budget; raise n_accum_bits "
                         "or lower the bit-widths"
@@ -507,7 +518,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             )
 
     def _make_linear(self, n_in: int, n_out: int) -> qnn.QuantLinear:
-        if self.weight_scaling == "budget_mse":
+        if self.weight_scaling_used == "budget_mse":
             return budget_scaled_linear(n_in, n_out, self.n_w_bits, self.quant_narrow)
         return qnn.QuantLinear(
             n_in,
@@ -553,8 +564,19 @@ class SparseQuantNeuralNetwork(nn.Module):
                 self.n_accum_bits,
                 self.quant_signed,
                 self.quant_narrow,
+                self.weight_scaling_used,
             )
         return int(self.n_input_bits)
+
+    @property
+    def weight_scaling_used(self) -> str:
+        """``weight_scaling`` resolved: ``"auto"`` gives ``"budget_mse"`` under
+        ``"l1_budget"`` at ``n_accum_bits <= 7``
+        (``weight_scaling.AUTO_BUDGET_MSE_MAX_ACCUM_BITS``), else ``"max"``."""
+        if self.weight_scaling != "auto":
+            return self.weight_scaling
+        tight = self.n_accum_bits <= AUTO_BUDGET_MSE_MAX_ACCUM_BITS
+        return "budget_mse" if tight and self.accumulator_rule == "l1_budget" else "max"
 
     @property
     def input_code_range(self) -> tuple[int, int]:
@@ -623,11 +645,11 @@ class SparseQuantNeuralNetwork(nn.Module):
                 f"network has n_layers={self.n_layers}; nothing was loaded"
             )
         saved_chosen_scales = any(key.endswith(".weight_largest_code") for key in state_dict)
-        if strict and saved_chosen_scales != (self.weight_scaling == "budget_mse"):
+        if strict and saved_chosen_scales != (self.weight_scaling_used == "budget_mse"):
             raise ValueError(
                 "the state dict was saved with weight_scaling="
-                f"{'budget_mse' if saved_chosen_scales else 'max'!r} and this network has "
-                f"weight_scaling={self.weight_scaling!r}; nothing was loaded"
+                f"{'budget_mse' if saved_chosen_scales else 'max'!r} and this network uses "
+                f"weight_scaling={self.weight_scaling_used!r}; nothing was loaded"
             )
         masked = "fc0.parametrizations.weight.original" in state_dict
         weight_key = "fc{}.parametrizations.weight.original" if masked else "fc{}.weight"
@@ -790,7 +812,7 @@ class SparseQuantNeuralNetwork(nn.Module):
                 np.full(fc.in_features, low),
                 np.full(fc.in_features, high),
                 signed_range(self.n_accum_bits),
-                layer=fc if self.weight_scaling == "budget_mse" else None,
+                layer=fc if self.weight_scaling_used == "budget_mse" else None,
             )
             for fc, (low, high) in zip(layers, self._budget_input_ranges(), strict=True)
         ]
@@ -869,7 +891,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             new_fc.bias.copy_(fc.bias[keep])
             new_next.weight.copy_(next_fc.weight[:, keep])
             new_next.bias.copy_(next_fc.bias)
-            if self.weight_scaling == "budget_mse":
+            if self.weight_scaling_used == "budget_mse":
                 new_fc.weight_largest_code.copy_(fc.weight_largest_code[keep])
                 new_next.weight_largest_code.copy_(next_fc.weight_largest_code)
         device = fc.weight.device

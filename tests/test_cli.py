@@ -97,13 +97,14 @@ def test_a_reader_that_closes_the_pipe_stops_predict_quietly(iris_csv, iris_mode
 
 
 def test_a_user_error_is_one_line_and_exit_status_2():
-    result = run_cli("train", "--dataset", "iris", "--n-accum-bits", "3", "--no-progress")
+    # 2 bits: below 8 bits the weight scale follows the budget, so even the code 1 must fit
+    result = run_cli("train", "--dataset", "iris", "--n-accum-bits", "2", "--no-progress")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "concrete-qnn: error: n_accum_bits=3 is too small for n_w_bits=3 and n_a_bits=3 and "
-        "n_input_bits=2: a neuron's largest weight code (3) times the first layer's largest "
-        "input code (2) is 6, over 3, so no weight fits the L1 budget; raise n_accum_bits or "
-        "lower the bit-widths"
+        "concrete-qnn: error: n_accum_bits=2 is too small for n_w_bits=3 and n_a_bits=3 and "
+        "n_input_bits=2: a neuron's largest weight at its smallest code (1) times the first "
+        "layer's largest input code (2) is 2, over 1, so no weight fits the L1 budget; raise "
+        "n_accum_bits or lower the bit-widths"
     ]
 
 

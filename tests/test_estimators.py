@@ -44,7 +44,7 @@ def regression():
 @pytest.mark.parametrize("estimator_class", [QNNClassifier, QNNRegressor])
 def test_module_parameters_are_visible_with_the_module_defaults(estimator_class):
     """Every module parameter is an estimator parameter with the module's default, except
-    the four the estimators choose from the benchmark suites (the module keeps the seed's)."""
+    the five the estimators choose from the benchmark suites (the module keeps the seed's)."""
     params = estimator_class().get_params()
     net = SparseQuantNeuralNetwork(input_dim=1, n_layers=3, n_outputs=1)
     estimator_defaults = {
@@ -52,6 +52,7 @@ def test_module_parameters_are_visible_with_the_module_defaults(estimator_class)
         "n_hidden_neurons_min": 64,
         "n_hidden_neurons_multiplier": 2,
         "n_input_bits": "auto",
+        "weight_scaling": "auto",
     }
     for name, default in net.get_config().items():
         if name in ("input_dim", "n_outputs"):
@@ -124,12 +125,14 @@ def test_l1_budget_rule_fits_where_the_fan_in_cap_refuses(iris):
     X, y = iris
     with pytest.raises(ValueError, match="n_accum_bits=5 is too small"):
         QNNClassifier(module__n_accum_bits=5, module__accumulator_rule="fan_in", **FAST).fit(X, y)
-    # At 3/3/5 the budget keeps one or two inputs per neuron; 2-bit codes keep many more.
+    # At 3/3/5 the budget at Brevitas' max-abs scale keeps one or two inputs per neuron;
+    # 2-bit codes keep many more.
     model = QNNClassifier(
         module__n_accum_bits=5,
         module__n_w_bits=2,
         module__n_a_bits=2,
         module__accumulator_rule="l1_budget",
+        module__weight_scaling="max",
         module__n_hidden_neurons_multiplier=4,  # the width its figure was measured at
         module__n_hidden_neurons_min=0,
         **FAST,

@@ -82,7 +82,11 @@ def test_integer_model_agrees_with_the_torch_module(name, bits, signed):
         top_two = np.sort(torch_outputs, axis=1)[:, -2:]
         clear = top_two[:, 1] - top_two[:, 0] > 2 * np.max(step)
         assert same[clear].all()
-        assert same.mean() >= 0.998
+        # An exact tie of the integer outputs has no label to agree on: torch's float sums
+        # may break it by 1e-8 (iris at 2/2/5: 0 against 7.45e-09)
+        top_two_integer = np.sort(outputs, axis=1)[:, -2:]
+        tied = top_two_integer[:, 1] == top_two_integer[:, 0]
+        assert same[~tied].mean() >= 0.998
         np.testing.assert_array_equal(model.predict(X), model.classes_[outputs.argmax(axis=1)])
 
 

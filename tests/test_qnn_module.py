@@ -193,7 +193,10 @@ def test_quantizers_follow_the_configuration():
         ),
         ({"n_accum_bits": 4}, r"n_accum_bits=4 is too small for n_w_bits=3 and n_a_bits=3"),
         ({"accumulator_rule": "a2q"}, r"accumulator_rule must be one of 'fan_in', 'l1_budget'"),
-        ({"weight_scaling": "mse"}, r"weight_scaling must be one of 'max', 'budget_mse', got"),
+        (
+            {"weight_scaling": "mse"},
+            r"weight_scaling must be one of 'max', 'budget_mse', 'auto', got 'mse'",
+        ),
         ({"weight_scaling": "budget_mse"}, r'budget_mse.* needs accumulator_rule="l1_budget"'),
         ({"n_input_bits": 0}, r"n_input_bits must be None, 'auto' or an integer >= 1, got 0"),
         ({"n_input_bits": "fine"}, r"n_input_bits must be None, 'auto' .* got 'fine'"),
@@ -257,6 +260,51 @@ def test_the_l1_budget_refuses_bounds_that_fit_no_largest_weight(kwargs, message
         SparseQuantNeuralNetwork(
             30, 3, 2, accumulator_rule="l1_budget", n_input_bits="auto", **kwargs
         )
+
+
+@pytest.mark.parametrize(
+    ("rule", "accum", "used", "input_bits"),
+    [
+        ("l1_budget", 5, "budget_mse", 3),
+        ("l1_budget", 6, "budget_mse", 4),
+        ("l1_budget", 7, "budget_mse", 5),
+        ("l1_budget", 8, "max", 3),  # 30 features: the max-abs rule's 3 bits
+        ("fan_in", 6, "max", 3),
+    ],
+)
+def test_auto_weight_scaling_follows_the_budget_below_8_bits(rule, accum, used, input_bits):
+    net = SparseQuantNeuralNetwork(
+        30,
+        3,
+        2,
+        accumulator_rule=rule,
+        n_accum_bits=accum,
+        weight_scaling="auto",
+        n_input_bits="auto",
+    )
+    assert (net.weight_scaling_used, net.input_bit_width) == (used, input_bits)
+    assert hasattr(net.fc0, "weight_largest_code") == (used == "budget_mse")
+    assert net.get_config()["weight_scaling"] == "auto"  # what was asked, for clone/pickle
+    net.enable_pruning()
+    mask = net.fc0.parametrizations.weight[0]
+    assert (getattr(mask, "_layer", None) is not None) == (used == "budget_mse")
+
+
+def test_budget_mse_refuses_only_bounds_that_fit_no_weight_of_code_1():
+    def network(**kwargs):
+        return SparseQuantNeuralNetwork(30, 3, 2, accumulator_rule="l1_budget", **kwargs)
+
+    # 4 x 8 > 15 at the max-abs scale, but the code 1 fits: 1 x 8 <= 15
+    with pytest.raises(ValueError, match=r"largest weight code \(3\) times the first layer's"):
+        network(n_accum_bits=5, n_input_bits=4)
+    assert network(n_accum_bits=5, n_input_bits=4, weight_scaling="budget_mse").n_accum_bits == 5
+    assert network(n_w_bits=8, weight_scaling="budget_mse").weight_code_range == (-128, 127)
+    with pytest.raises(
+        ValueError,
+        match=r"n_input_bits=5: a neuron's largest weight at its smallest code \(1\) times the "
+        r"first layer's largest input code \(16\) is 16, over 15, so no weight fits",
+    ):
+        network(n_accum_bits=5, n_input_bits=5, weight_scaling="budget_mse")
 
 
 @pytest.mark.parametrize(
@@ -337,6 +385,14 @@ def test_auto_input_bits_follow_the_accumulator_budget_of_the_l1_rule():
         assert bits(30, **l1_auto, n_accum_bits=accum) == expected
         assert bits(4, **l1_auto, n_accum_bits=accum) == [2, 2, 4, 5][accum - 5]
     assert bits(30, **l1_auto, n_accum_bits=5, n_w_bits=2, n_a_bits=2) == 2  # never under 2
+    # budget_mse may give a neuron's largest weight the code 1: "auto" leaves room for four
+    # weights of code 1 at any input codes, whatever the features and weight bits
+    mse_auto = {**l1_auto, "weight_scaling": "budget_mse"}
+    for accum, expected in [(4, 2), (5, 3), (6, 4), (7, 5), (8, 6), (10, 8), (12, 8)]:
+        for input_dim, w_bits in [(30, 3), (4, 3), (30, 2)]:
+            got = bits(input_dim, **mse_auto, n_accum_bits=accum, n_w_bits=w_bits, n_a_bits=2)
+            assert got == expected
+    assert bits(30, **mse_auto, n_accum_bits=6, quant_signed=False) == 3  # [0, 7] x 4 <= 31
     assert bits(30, n_input_bits="auto", n_accum_bits=6, accumulator_rule="fan_in") == 3
     # the fan-in cap counts every input at its extreme code: finer codes only cut it
     assert bits(6, n_input_bits="auto", accumulator_rule="fan_in") == 3

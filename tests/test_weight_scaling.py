@@ -155,11 +155,13 @@ def test_budget_mse_model_is_certified_and_reads_its_chosen_scales(fitted_pair, 
         assert largest_codes_match(codes, fc.weight_largest_code.numpy())
     first_layer = model.module_.fc0.weight_largest_code
     assert (first_layer < 4).any()  # coarser codes where the 6-bit bound is tight
-    # ... so each neuron holds more inputs than at Brevitas' max-abs scale
-    fan_in = [np.count_nonzero(w, axis=1).mean() for w in weights[:-1]]
-    max_scaled = fitted_pair["max"].integer_model_.weights[:-1]
-    baseline = [np.count_nonzero(w, axis=1).mean() for w in max_scaled]
-    assert all(a > b for a, b in zip(fan_in, baseline, strict=True))
+    # ... so each hidden neuron holds more inputs than at Brevitas' max-abs scale (on the
+    # same 2-bit hidden codes), and "auto" gives the first layer finer inputs (4 bits
+    # against 2: room for four weights of code 1)
+    assert (model.module_.input_bit_width, fitted_pair["max"].module_.input_bit_width) == (4, 2)
+    fan_in = np.count_nonzero(weights[1], axis=1).mean()
+    baseline = np.count_nonzero(fitted_pair["max"].integer_model_.weights[1], axis=1).mean()
+    assert fan_in > 2 * baseline
     # the clear integer model is the network: same predictions as the torch module
     logits = model.module_(torch.as_tensor(X)).detach().numpy()
     agree = (logits.argmax(1) == model.integer_model_.predict(X)).mean()
@@ -206,8 +208,9 @@ def test_max_scaling_layers_are_plain_brevitas_layers():
 @pytest.mark.parametrize(
     ("saved", "loading", "message"),
     [
-        ({"module__weight_scaling": "budget_mse"}, {}, "saved with weight_scaling='budget_mse'"),
-        ({}, {"module__weight_scaling": "budget_mse"}, "saved with weight_scaling='max'"),
+        # at 6 bits the default ("auto") is budget_mse
+        ({}, {"module__weight_scaling": "max"}, "saved with weight_scaling='budget_mse'"),
+        ({"module__weight_scaling": "max"}, {}, "saved with weight_scaling='max'"),
         ({"module__n_layers": 2}, {}, r"linear layers \['fc0', 'fc1'\] .* n_layers=3"),
     ],
 )
