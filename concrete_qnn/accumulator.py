@@ -68,7 +68,7 @@ def max_fan_in(
 MAX_AUTO_INPUT_BITS = 8
 # Coarsest: a signed 1-bit quantizer has the codes -1 and 0 alone.
 MIN_AUTO_INPUT_BITS = 2
-# Weights of code 1 that "auto" leaves room for in each neuron when the weight scale
+# Weights of code +1 that "auto" leaves room for in each neuron when the weight scale
 # follows the budget (weight_scaling="budget_mse"): four, measured at 3/3/5 and 3/3/6
 # (benchmarks/RESULTS.md; README, "Which weight scaling").
 AUTO_UNIT_CODES_PER_NEURON = 4
@@ -87,7 +87,7 @@ def auto_input_bits(
 
     With ``weight_scaling="budget_mse"``, where each neuron's largest weight may take any
     code down to 1: the finest ``b`` in ``[MIN_AUTO_INPUT_BITS, MAX_AUTO_INPUT_BITS]`` at
-    which ``AUTO_UNIT_CODES_PER_NEURON`` (4) weights of code 1 fit at any input codes
+    which ``AUTO_UNIT_CODES_PER_NEURON`` (4) weights of code +1 fit at any input codes
     (``max_fan_in((0, 1), codes_b, n_accum_bits) >= 4``: ``n_accum_bits - 2`` for signed
     inputs, 3 bits at 5, 4 at 6, 8 from 10 on). The scale then gives each neuron the few
     inputs it uses at fine codes; at 3/3/6 it scored breast_cancer 0.9754, wine 0.9776,

@@ -230,6 +230,7 @@ def train(args) -> None:
         f"{name}: {len(X_train)} training rows, {len(X_test)} held-out rows, "
         f"{args.n_w_bits}-bit weights, {estimator.module_.input_bit_width}-bit inputs, "
         f"{args.n_a_bits}-bit activations, "
+        f"{estimator.module_.weight_scaling_used} weight scaling, "
         f"{args.epochs} epochs in {seconds:.1f} s"
     )
     print(f"held-out {metric}: {score:.4f}")

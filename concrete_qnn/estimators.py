@@ -609,19 +609,57 @@ class _QNNEstimatorMixin:
         loaded state. Outside ``fit``, the loaded network becomes the fitted model: its
         pruning is made permanent and the integer model rebuilt from it (also when the
         load fails partway, so the estimator still answers for the network it holds).
+
+        Raises
+        ------
+        ValueError
+            Outside ``fit``, if the loaded weights break this estimator's accumulator bound
+            (parameters saved under another ``module__n_accum_bits``, or another weight
+            scaling: ``SparseQuantNeuralNetwork.load_state_dict``); a fitted estimator then
+            keeps its network, integer model and compiled circuit.
         """
         before = self._parameter_ids()
+        kept = self._fitted_state()
         try:
             super().load_params(*args, **kwargs)
         finally:
             if self._parameter_ids() != before:  # layers rebuilt to the saved widths
                 self.initialize_optimizer()
             if self.initialized_ and not self._in_training_loop:
-                self._forget_fitted_model()
-                if self.module_.pruning_enabled:
-                    self.module_.make_pruning_permanent()
-                    self.initialize_optimizer()
-                self._build_integer_model()
+                self._adopt_loaded_network(kept)
+
+    def _fitted_state(self) -> tuple[dict, dict] | None:
+        """A copy of the fitted network's state dict and the fitted attributes built from
+        it, to go back to; None outside a fitted estimator or inside ``fit``."""
+        if self._in_training_loop or not self.__sklearn_is_fitted__():
+            return None
+        built = {
+            name: vars(self)[name]
+            for name in ("integer_model_", "fhe_circuit_")
+            if name in vars(self)
+        }
+        return copy.deepcopy(self.module_.state_dict()), built
+
+    def _adopt_loaded_network(self, kept) -> None:
+        """Make the loaded network the fitted model, or restore ``kept`` (``_fitted_state``)
+        and raise where its weights break the accumulator bound."""
+        self._forget_fitted_model()
+        try:
+            if self.module_.pruning_enabled:
+                self.module_.make_pruning_permanent()
+                self.initialize_optimizer()
+            self._build_integer_model()
+        except ValueError as error:
+            if kept is None:
+                raise
+            state, built = kept
+            self.module_.load_state_dict(state)
+            self.initialize_optimizer()
+            vars(self).update(built)
+            raise ValueError(
+                f"the loaded parameters do not fit this estimator's network ({error}); "
+                "nothing was loaded, the fitted model is kept"
+            ) from error
 
     def _parameter_ids(self) -> list[int]:
         module = getattr(self, "module_", None)
@@ -866,7 +904,7 @@ class QNNClassifier(_QNNEstimatorMixin, NeuralNetClassifier):
     Brevitas' max-abs scale): below 8-bit bounds (``module__n_accum_bits <= 7``) each
     neuron's weight scale gives its largest weight a smaller code where that fits more
     inputs under the bound (``"budget_mse"``, ``concrete_qnn.weight_scaling``), and the
-    inputs get the codes that leave room for four weights of code 1 per neuron (4 bits at
+    inputs get the codes that leave room for four weights of code +1 per neuron (4 bits at
     6-bit bounds); at 6 bits that scored 0.9754 on breast_cancer where the max-abs scale
     scored 0.9508 (README's hyperparameter guide). Training
     defaults: AdamW (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine

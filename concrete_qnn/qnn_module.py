@@ -284,8 +284,8 @@ class SparseQuantNeuralNetwork(nn.Module):
         ``"fan_in"``, whose cap counts every weight and input at its extreme code, finer
         inputs only cut the fan-in, and ``"auto"`` gives ``n_a_bits``. Where the weight
         scale follows the budget (``weight_scaling_used == "budget_mse"``), ``"auto"``
-        instead leaves room for four weights of code 1 per neuron (3 bits at 5-bit bounds,
-        4 at 6, ``n_accum_bits - 2`` up to 8).
+        instead leaves room for four weights of code +1 per neuron (3 bits at 5-bit bounds,
+        4 at 6, ``n_accum_bits - 2``, at most 8).
         ``input_bit_width`` holds the bits used. The first layer's accumulator budget
         covers them, so the certificate still holds. (The fan-in cap is the smaller of the
         first layer's and the later layers'.)
@@ -985,14 +985,25 @@ class SparseQuantNeuralNetwork(nn.Module):
         Raises
         ------
         ValueError
-            If pruning masks are still attached, ``rounding_threshold_bits`` is invalid, or
-            a table would read more than ``MAX_LOOKUP_BITS`` (16) bits of an accumulator
-            (checked before any table is allocated).
+            If pruning masks are still attached, ``rounding_threshold_bits`` is invalid, a
+            table would read more than ``MAX_LOOKUP_BITS`` (16) bits of an accumulator
+            (checked before any table is allocated), or the certificate does not hold
+            (weights loaded from a network of another bound).
         """
         if self.pruning_enabled:
             raise ValueError("make_pruning_permanent() first: pruning masks are still attached")
         lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
-        _, codes, lookups = self._certify(lookup_bits, build_tables=True)
+        certificate, codes, lookups = self._certify(lookup_bits, build_tables=True)
+        if not certificate.holds:
+            over = [
+                layer.name for layer in certificate.layers if layer.bits.max() > self.n_accum_bits
+            ]
+            raise ValueError(
+                f"the weights of {', '.join(over)} need {certificate.max_bits}-bit "
+                f"accumulators, over n_accum_bits={self.n_accum_bits}: no integer model is "
+                "built for a network its certificate does not cover (weights from a network "
+                "of another bound?)"
+            )
         with self._eval_mode():
             input_scale = float(self.quant0.act_quant.scale())
         return IntegerModel(

@@ -37,6 +37,15 @@ def test_train_prints_the_score_and_a_certificate_that_holds(capsys):
     assert 0.6 < score <= 1.0
     assert "bound 8 bits: holds" in out
     assert out.count("\n  fc") == 3
+    assert "3-bit activations, max weight scaling, 15 epochs" in out  # "auto" at 8 bits
+
+
+def test_train_names_the_weight_scaling_auto_chose(capsys):
+    arguments = ["train", "--dataset", "iris", "--epochs", "2", "--n-accum-bits", "6"]
+    assert main([*arguments, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "4-bit inputs, 3-bit activations, budget_mse weight scaling" in out
+    assert "bound 6 bits: holds" in out
 
 
 def test_train_shows_a_progress_bar_by_default(capsys):

@@ -212,6 +212,14 @@ def test_max_scaling_layers_are_plain_brevitas_layers():
         ({}, {"module__weight_scaling": "max"}, "saved with weight_scaling='budget_mse'"),
         ({"module__weight_scaling": "max"}, {}, "saved with weight_scaling='max'"),
         ({"module__n_layers": 2}, {}, r"linear layers \['fc0', 'fc1'\] .* n_layers=3"),
+        # the same scaling and layers, trained under an 8-bit bound: found by a helper,
+        # the estimator lost its model ("a 3-layer model needs 2 tables ...")
+        (
+            {"module__n_accum_bits": 8, "module__weight_scaling": "budget_mse"},
+            {},
+            r"do not fit this estimator's network \(the weights of .* over n_accum_bits=6.*"
+            r"nothing was loaded, the fitted model is kept",
+        ),
     ],
 )
 def test_parameters_of_another_network_are_refused_and_the_fitted_model_kept(
@@ -221,8 +229,8 @@ def test_parameters_of_another_network_are_refused_and_the_fitted_model_kept(
     settings = {"module__n_accum_bits": 6, "max_epochs": 3, "random_state": 0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        QNNClassifier(**settings, **saved).fit(X, y).save_params(f_params=tmp_path / "p.pt")
-        model = QNNClassifier(**settings, **loading).fit(X, y)
+        QNNClassifier(**{**settings, **saved}).fit(X, y).save_params(f_params=tmp_path / "p.pt")
+        model = QNNClassifier(**{**settings, **loading}).fit(X, y)
     expected = model.predict_proba(X)
     with pytest.raises(ValueError, match=message):
         model.load_params(f_params=tmp_path / "p.pt")
