@@ -642,7 +642,10 @@ class _QNNEstimatorMixin:
 
     def _adopt_loaded_network(self, kept) -> None:
         """Make the loaded network the fitted model, or restore ``kept`` (``_fitted_state``)
-        and raise where its weights break the accumulator bound."""
+        and raise where its weights break the accumulator bound. Where nothing was loaded
+        (a refused state dict), the fitted model, its circuit included, stands."""
+        if kept is not None and _same_state(self.module_.state_dict(), kept[0]):
+            return
         self._forget_fitted_model()
         try:
             if self.module_.pruning_enabled:
@@ -814,6 +817,13 @@ class _QNNEstimatorMixin:
             previous = self.optimizer_.state_dict()
             self.initialize_optimizer()
             self.optimizer_.load_state_dict(previous)
+
+
+def _same_state(state: dict, other: dict) -> bool:
+    """Whether two state dicts hold the same keys and equal tensors."""
+    return state.keys() == other.keys() and all(
+        torch.equal(state[key], other[key]) for key in state
+    )
 
 
 def _estimator_init(default_criterion):

@@ -140,3 +140,29 @@ def test_an_output_the_input_set_never_made_negative_still_decrypts_negative():
     expected = codes @ integer.weights[0].T
     np.testing.assert_array_equal(circuit.run(codes, "simulate"), expected)
     np.testing.assert_array_equal(circuit.run(codes[:2], "execute"), expected[:2])
+
+
+def test_a_refused_load_params_keeps_the_compiled_circuit(iris, tmp_path):
+    X, y = iris
+    tiny = {
+        "random_state": 0,
+        "max_epochs": 5,
+        "module__n_hidden_neurons_multiplier": 1,
+        "module__n_hidden_neurons_min": 0,
+    }
+    QNNClassifier(**tiny).fit(X, y).save_params(f_params=tmp_path / "max8.pt")
+    # 64 hidden neurons a layer (the default width): the tiny network takes their widths
+    mse8 = QNNClassifier(random_state=0, max_epochs=5, module__weight_scaling="budget_mse")
+    mse8.fit(X, y).save_params(f_params=tmp_path / "mse8.pt")
+    model = QNNClassifier(**tiny, module__n_accum_bits=6).fit(X, y).compile(X[:20])
+    circuit, expected = model.fhe_circuit_, model.predict_proba(X)
+    with pytest.raises(ValueError, match="saved with weight_scaling='max'"):
+        model.load_params(f_params=tmp_path / "max8.pt")
+    assert model.fhe_circuit_ is circuit
+    # the same scaling and layers, but 64-wide and trained under 8 bits: they break 6 bits
+    with pytest.raises(ValueError, match=r"over n_accum_bits=6.*nothing was loaded"):
+        model.load_params(f_params=tmp_path / "mse8.pt")
+    assert model.fhe_circuit_ is circuit
+    assert model.module_.layer_widths() == [4, 4, 4, 3]
+    np.testing.assert_array_equal(model.predict_proba(X), expected)
+    np.testing.assert_array_equal(model.predict_proba(X[:5], fhe="simulate"), expected[:5])
