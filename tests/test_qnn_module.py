@@ -386,7 +386,7 @@ def test_auto_input_bits_follow_the_accumulator_budget_of_the_l1_rule():
         assert bits(4, **l1_auto, n_accum_bits=accum) == [2, 2, 4, 5][accum - 5]
     assert bits(30, **l1_auto, n_accum_bits=5, n_w_bits=2, n_a_bits=2) == 2  # never under 2
     # budget_mse may give a neuron's largest weight the code 1: "auto" leaves room for four
-    # weights of code 1 at any input codes, whatever the features and weight bits
+    # weights of code +1 at any input codes, whatever the features and weight bits
     mse_auto = {**l1_auto, "weight_scaling": "budget_mse"}
     for accum, expected in [(4, 2), (5, 3), (6, 4), (7, 5), (8, 6), (10, 8), (12, 8)]:
         for input_dim, w_bits in [(30, 3), (4, 3), (30, 2)]:

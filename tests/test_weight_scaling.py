@@ -157,7 +157,7 @@ def test_budget_mse_model_is_certified_and_reads_its_chosen_scales(fitted_pair, 
     assert (first_layer < 4).any()  # coarser codes where the 6-bit bound is tight
     # ... so each hidden neuron holds more inputs than at Brevitas' max-abs scale (on the
     # same 2-bit hidden codes), and "auto" gives the first layer finer inputs (4 bits
-    # against 2: room for four weights of code 1)
+    # against 2: room for four weights of code +1)
     assert (model.module_.input_bit_width, fitted_pair["max"].module_.input_bit_width) == (4, 2)
     fan_in = np.count_nonzero(weights[1], axis=1).mean()
     baseline = np.count_nonzero(fitted_pair["max"].integer_model_.weights[1], axis=1).mean()
