@@ -105,6 +105,17 @@ class AccumulatorCertificate:
         """True when every neuron fits ``n_accum_bits`` signed bits."""
         return self.max_bits <= self.n_accum_bits
 
+    def require(self, problem: str) -> None:
+        """Raise ValueError unless the certificate holds: ``problem``, then the layers over
+        the bound, their width, and the table."""
+        if self.holds:
+            return
+        over = [layer.name for layer in self.layers if layer.bits.max() > self.n_accum_bits]
+        raise ValueError(
+            f"{problem}: {', '.join(over)} need up to {self.max_bits}-bit accumulators, "
+            f"n_accum_bits is {self.n_accum_bits}\n{self}"
+        )
+
     def rows(self) -> list[dict]:
         """One summary dict per layer: fan-in (max), lo (min), hi (max), bits (max).
 

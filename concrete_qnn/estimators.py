@@ -660,8 +660,8 @@ class _QNNEstimatorMixin:
             self.initialize_optimizer()
             vars(self).update(built)
             raise ValueError(
-                f"the loaded parameters do not fit this estimator's network ({error}); "
-                "nothing was loaded, the fitted model is kept"
+                "the loaded parameters do not fit this estimator's network; nothing was "
+                f"loaded, the fitted model is kept: {error}"
             ) from error
 
     def _parameter_ids(self) -> list[int]:

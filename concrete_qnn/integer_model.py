@@ -256,12 +256,7 @@ class IntegerModel:
             self._validated_table,
             self.activation_range,
         )
-        if not certificate.holds:
-            raise ValueError(
-                f"the weights break the accumulator bound: a neuron needs "
-                f"{certificate.max_bits} bits, n_accum_bits is {certificate.n_accum_bits}\n"
-                f"{certificate}"
-            )
+        certificate.require("the weights break the accumulator bound")
         return certificate
 
     def _partial_sum_bound(self, layer: int) -> int:

@@ -994,16 +994,10 @@ class SparseQuantNeuralNetwork(nn.Module):
             raise ValueError("make_pruning_permanent() first: pruning masks are still attached")
         lookup_bits = lookup_bits_per_layer(rounding_threshold_bits, self.n_layers - 1)
         certificate, codes, lookups = self._certify(lookup_bits, build_tables=True)
-        if not certificate.holds:
-            over = [
-                layer.name for layer in certificate.layers if layer.bits.max() > self.n_accum_bits
-            ]
-            raise ValueError(
-                f"the weights of {', '.join(over)} need {certificate.max_bits}-bit "
-                f"accumulators, over n_accum_bits={self.n_accum_bits}: no integer model is "
-                "built for a network its certificate does not cover (weights from a network "
-                "of another bound?)"
-            )
+        certificate.require(
+            "the weights break the accumulator bound (from a network of another bound?), so "
+            "no integer model is built"
+        )
         with self._eval_mode():
             input_scale = float(self.quant0.act_quant.scale())
         return IntegerModel(

@@ -217,8 +217,8 @@ def test_max_scaling_layers_are_plain_brevitas_layers():
         (
             {"module__n_accum_bits": 8, "module__weight_scaling": "budget_mse"},
             {},
-            r"do not fit this estimator's network \(the weights of .* over n_accum_bits=6.*"
-            r"nothing was loaded, the fitted model is kept",
+            r"do not fit this estimator's network; nothing was loaded, the fitted model is "
+            r"kept: the weights break the accumulator bound .* n_accum_bits is 6",
         ),
     ],
 )
