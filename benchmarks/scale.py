@@ -83,14 +83,14 @@ def float_skorch_net(task: str, qnn, n_rows: int, device: str):
     from skorch import NeuralNetClassifier, NeuralNetRegressor
 
     from benchmarks.protocol import FloatMLP, hidden_width
-    from concrete_qnn.callbacks import CosineLearningRate
-    from concrete_qnn.estimators import _QNNEstimatorMixin, auto_batch_size
+    from concrete_qnn.training import batching
+    from concrete_qnn.training.callbacks import CosineLearningRate
 
     classify = task == "classification"
     base = NeuralNetClassifier if classify else NeuralNetRegressor
 
     class FloatNet(base):
-        get_iterator = _QNNEstimatorMixin.get_iterator  # the QNN's batched loading
+        get_iterator = batching.get_iterator  # the QNN's batched loading
 
     return FloatNet(
         FloatMLP,
@@ -103,7 +103,7 @@ def float_skorch_net(task: str, qnn, n_rows: int, device: str):
         lr=qnn.lr,
         optimizer__weight_decay=qnn.optimizer__weight_decay,
         max_epochs=qnn.max_epochs,
-        batch_size=auto_batch_size(n_rows),
+        batch_size=batching.auto_batch_size(n_rows),
         iterator_train__shuffle=True,
         train_split=None,
         callbacks=[("lr_schedule", CosineLearningRate())],

@@ -43,6 +43,15 @@ def iris():
     return StandardScaler().fit_transform(X), y
 
 
+@pytest.fixture(scope="session")
+def iris_classifier(iris):
+    """``QNNClassifier(max_epochs=15, random_state=0)`` fitted on ``iris``; shared: copy it
+    before changing it."""
+    from concrete_qnn import QNNClassifier
+
+    return QNNClassifier(max_epochs=15, random_state=0).fit(*iris)
+
+
 def _check_one_fitted_model(model, X):
     """Assert that a fitted estimator answers for one pruned, certified, integer model.
 
@@ -51,6 +60,8 @@ def _check_one_fitted_model(model, X):
     estimator's ``rounding_threshold_bits``; read at full width (None) it agrees with the
     torch module in eval mode (outputs within one output quantization step, same labels).
     """
+    from concrete_qnn.estimators.lifecycle import integer_model
+
     module, integer = model.module_, model.integer_model_
     assert not module.pruning_enabled
     certificate = model.certificate_
@@ -61,7 +72,7 @@ def _check_one_fitted_model(model, X):
     ]
     assert without_lookups == module.accumulator_certificate(model.rounding_threshold_bits).rows()
     np.testing.assert_array_equal(model.predict(X), integer.predict(X))
-    rebuilt = model._integer_model(model.rounding_threshold_bits)
+    rebuilt = integer_model(model, model.rounding_threshold_bits)
     np.testing.assert_array_equal(rebuilt.run(X), integer.run(X))
     was_training = module.training
     module.eval()
@@ -72,7 +83,7 @@ def _check_one_fitted_model(model, X):
             expected = module(inputs).double().cpu().numpy()
     finally:
         module.train(was_training)
-    exact = model._integer_model(None)
+    exact = integer_model(model, None)
     outputs = exact.decision_outputs(X)
     assert np.all(np.abs(outputs - expected) <= exact.scales[-1])
     if exact.head.task == "classification":
