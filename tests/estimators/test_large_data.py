@@ -5,51 +5,11 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from skorch.dataset import Dataset, ValidSplit
-from torch.utils.data import default_collate
 
 from concrete_qnn import QNNClassifier, SparseQuantNeuralNetwork
 from concrete_qnn.integer_model import BATCH_ROWS, MAX_LOOKUP_BITS, OutputHead
 
 FAST = {"max_epochs": 3, "random_state": 0}
-
-
-def _weights(model) -> list[np.ndarray]:
-    return [p.detach().numpy().copy() for p in model.module_.parameters()]
-
-
-def test_each_batch_is_fetched_with_one_indexing(iris, monkeypatch):
-    calls = []
-    getitem = Dataset.__getitem__
-    monkeypatch.setattr(Dataset, "__getitem__", lambda self, i: calls.append(i) or getitem(self, i))
-    X, y = iris
-    model = QNNClassifier(**FAST).fit(X, y)
-    assert model.batch_size_ == 30
-    assert len(calls) == 3 * 5  # 3 epochs of 5 batches of 30 rows, one call each
-    assert sorted(np.concatenate(calls[:5]).tolist()) == list(range(150))  # a permutation
-
-
-def test_batched_loading_trains_exactly_as_skorchs_row_by_row_loading(iris):
-    X, y = iris
-    weights = np.linspace(0.5, 2.0, len(X))
-    batched = QNNClassifier(**FAST).fit(X, y, sample_weight=weights)
-    # A collate_fn gets skorch's DataLoader, which reads the dataset row by row.
-    by_row = QNNClassifier(iterator_train__collate_fn=default_collate, **FAST)
-    by_row.fit(X, y, sample_weight=weights)
-    for a, b in zip(_weights(batched), _weights(by_row), strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(batched.predict(X), by_row.predict(X))
-
-
-def test_a_validation_split_is_read_in_batches_too(iris, monkeypatch):
-    calls = []
-    getitem = Dataset.__getitem__
-    monkeypatch.setattr(Dataset, "__getitem__", lambda self, i: calls.append(i) or getitem(self, i))
-    X, y = iris
-    QNNClassifier(train_split=ValidSplit(5, stratified=True), **FAST).fit(X, y)
-    # per epoch: 120 training rows in 4 batches of 30, 30 validation rows in 1 batch
-    assert [len(i) for i in calls[:5]] == [30, 30, 30, 30, 30]
-    assert len(calls) == 3 * 5
 
 
 def _prediction_peak(model, n_rows: int) -> int:

@@ -1,7 +1,6 @@
 """QNNClassifier and QNNRegressor behave like scikit-learn estimators."""
 
 import copy
-import itertools
 import pickle
 import re
 import subprocess
@@ -19,19 +18,15 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from skorch.callbacks import Callback, ProgressBar
 
 from concrete_qnn import QNNClassifier, QNNRegressor, SparseQuantNeuralNetwork
-from concrete_qnn.callbacks import AccumulatorPruning
-from concrete_qnn.estimators import auto_batch_size, auto_learning_rate_factor
 
 FAST = {"max_epochs": 15, "random_state": 0}
 
 
-@pytest.fixture(scope="module")
-def fitted(iris):
-    X, y = iris
-    return QNNClassifier(**FAST).fit(X, y)
+@pytest.fixture
+def fitted(iris_classifier):
+    return iris_classifier
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +90,6 @@ def test_grid_search_in_two_processes_matches_one(iris):
 
 
 # ---------------------------------------------------------------------- pruning
-def test_pruning_is_a_default_callback_that_runs_last(fitted):
-    names = [name for name, _ in fitted.callbacks_]
-    assert names[-1] == "accumulator_pruning"
-    assert isinstance(dict(fitted.callbacks_)["accumulator_pruning"], AccumulatorPruning)
-    assert not fitted.module_.pruning_enabled
-
-
 def test_fit_exposes_a_certificate_that_holds(fitted):
     certificate = fitted.certificate_
     assert certificate.holds and certificate.max_bits <= 8
@@ -380,11 +368,6 @@ def test_invalid_batch_size_is_refused_before_training_and_the_fitted_model_kept
     np.testing.assert_array_equal(model.predict(iris[0]), expected)
 
 
-def test_batch_size_minus_one_is_skorchs_one_batch_of_every_row(iris):
-    model = QNNClassifier(max_epochs=2, random_state=0, batch_size=-1).fit(*iris)
-    assert [len(model.history[epoch, "batches"]) for epoch in range(2)] == [1, 1]
-
-
 @pytest.mark.parametrize("epochs", [0, -1, 2.5, True])
 def test_max_epochs_below_one_is_refused_and_the_fitted_model_kept(iris, fitted, epochs):
     model = copy.deepcopy(fitted)
@@ -393,37 +376,6 @@ def test_max_epochs_below_one_is_refused_and_the_fitted_model_kept(iris, fitted,
     with pytest.raises(ValueError, match=f"max_epochs must be an integer >= 1, got {epochs!r}"):
         model.fit(*iris)
     np.testing.assert_array_equal(model.predict(iris[0]), expected)
-
-
-@pytest.mark.parametrize(
-    ("params", "first_draw"),
-    [
-        ({"progress_bar": True}, "0/5"),
-        ({"callbacks": [ProgressBar()]}, "0/5"),  # skorch's default: total from the batch size
-        ({"callbacks": [ProgressBar(batches_per_epoch="count")]}, "0it"),  # total after epoch 1
-    ],
-    ids=["progress_bar", "skorch_auto", "skorch_count"],
-)
-def test_progress_bar_is_one_parameter_away(iris, capsys, params, first_draw):
-    """With ``batch_size="auto"`` (150 rows: 30-row batches, 5 an epoch) skorch's own
-    ``ProgressBar`` gets the batch size in use; it used to divide by "auto"."""
-    model = QNNClassifier(**FAST, **params).fit(*iris)
-    bars = capsys.readouterr().err
-    assert "it/s" in bars or "s/it" in bars
-    assert model.batch_size == "auto" and model.batch_size_ == 30
-    assert "iterator_train__batch_size" not in model.get_params()
-    assert first_draw in bars.strip("\r").split("\r")[0]
-
-
-def test_progress_bar_true_beside_a_users_progress_bar_draws_one_bar(iris, capsys):
-    """``callbacks=[ProgressBar()]`` replaces the bar of ``progress_bar=True`` (it used to
-    draw two, each epoch twice)."""
-    model = QNNClassifier(**FAST, progress_bar=True, callbacks=[ProgressBar()]).fit(*iris)
-    bars = [cb for _, cb in model.callbacks_ if isinstance(cb, ProgressBar)]
-    assert len(bars) == 1
-    assert capsys.readouterr().err.count("0/5") == FAST["max_epochs"]
-    alone = QNNClassifier(**FAST, progress_bar=True).fit(*iris)
-    assert sum(isinstance(cb, ProgressBar) for _, cb in alone.callbacks_) == 1
 
 
 def test_weights_too_fine_for_the_bound_are_refused_and_the_fitted_model_kept(iris):
@@ -435,22 +387,6 @@ def test_weights_too_fine_for_the_bound_are_refused_and_the_fitted_model_kept(ir
     with pytest.raises(ValueError, match=r"n_accum_bits=8 is too small for n_w_bits=8"):
         model.set_params(module__n_w_bits=8).fit(X, y)
     np.testing.assert_array_equal(model.predict_proba(X), before)
-
-
-def test_the_batch_size_in_use_is_a_deep_parameter_only_during_fit(iris):
-    seen = []
-
-    class Spy(Callback):
-        def on_epoch_begin(self, net, **kwargs):
-            seen.append(net.get_params()["iterator_train__batch_size"])
-            assert net.get_params(deep=False)["batch_size"] == "auto"
-
-    model = QNNClassifier(**FAST, callbacks=[Spy()]).fit(*iris)
-    assert seen == [30] * FAST["max_epochs"]
-    assert "iterator_train__batch_size" not in model.get_params()
-    fixed = QNNClassifier(**FAST, batch_size=50, callbacks=[Spy()])
-    with pytest.raises(KeyError):
-        fixed.fit(*iris)
 
 
 # ---------------------------------------------------------------------- accuracy, device
@@ -467,57 +403,6 @@ def test_skorch_torch_compile_flag_gives_way_to_the_fhe_compile_method():
     assert callable(model.compile)
     with pytest.raises(ValueError, match=r"does not take skorch's compile \(torch.compile\)"):
         QNNClassifier(compile=True)
-
-
-def test_learning_rate_follows_a_cosine_to_zero(fitted):
-    names = [name for name, _ in fitted.callbacks_]
-    assert "lr_schedule" in names and names[-1] == "accumulator_pruning"
-    lrs = fitted.history[:, "lr"]
-    assert lrs[0] == pytest.approx(fitted.lr)
-    assert all(a > b for a, b in itertools.pairwise(lrs))
-    assert lrs[-1] == pytest.approx(fitted.lr * (1 + np.cos(np.pi * 14 / 15)) / 2)
-
-
-def test_auto_batch_size_depends_on_the_data_and_leaves_the_parameter(fitted, iris):
-    assert fitted.get_params()["batch_size"] == "auto"
-    assert fitted.batch_size_ == 30  # 150 rows: about 5 steps an epoch
-    assert fitted.learning_rate_factor_ == 1.0
-    assert [auto_batch_size(n) for n in (40, 142, 320, 1347)] == [16, 28, 64, 64]
-    assert fitted.get_params_for("iterator_train")["batch_size"] == fitted.batch_size_
-    X, y = iris
-    sized = QNNClassifier(batch_size=50, **FAST).fit(X, y)
-    assert sized.batch_size_ is None
-    assert "batch_size" not in sized.get_params_for("iterator_train")  # skorch uses 50
-
-
-def test_auto_batch_size_and_learning_rate_are_unchanged_up_to_ten_thousand_rows():
-    for n_samples in range(1, 10_001):
-        batch_size = auto_batch_size(n_samples)
-        assert batch_size == min(64, max(16, n_samples // 5))  # the rule before large data
-        assert auto_learning_rate_factor(batch_size) == 1.0
-
-
-@pytest.mark.parametrize("n_samples", [10_001, 30_000, 100_000, 1_000_000, 10**7, 10**9])
-def test_auto_batch_size_bounds_the_steps_of_an_epoch_on_large_data(n_samples):
-    batch_size = auto_batch_size(n_samples)
-    steps = -(-n_samples // batch_size)
-    assert 50 <= steps <= 157
-    if n_samples >= 100_000:
-        assert steps == 50  # a fit of 60 epochs takes 3,000 steps however large the data
-    assert 1.0 <= auto_learning_rate_factor(batch_size) <= 32**0.5
-    assert auto_batch_size(n_samples + 1) >= batch_size  # never smaller for more rows
-
-
-def test_large_data_starts_the_cosine_schedule_at_the_scaled_learning_rate():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((12_000, 2)).astype(np.float32)
-    y = (X[:, 0] > 0).astype(np.int64)
-    model = QNNClassifier(max_epochs=2, random_state=0).fit(X, y)
-    assert model.batch_size_ == auto_batch_size(12_000) == 84
-    factor = auto_learning_rate_factor(84)
-    assert model.learning_rate_factor_ == factor == pytest.approx((84 / 64) ** 0.5)
-    assert model.history[:, "lr"] == pytest.approx([model.lr * factor, model.lr * factor / 2])
-    assert model.history[-1, "train_batch_count"] == 143
 
 
 def test_partial_fit_classes_announce_labels_without_changing_parameters(iris):
