@@ -13,8 +13,8 @@ from concrete_qnn.integer_model import IntegerModel, load
 _TORCH_NAMES = {
     "QNNClassifier": "concrete_qnn.estimators",
     "QNNRegressor": "concrete_qnn.estimators",
-    "SparseQuantNeuralNetwork": "concrete_qnn.qnn_module",
-    "MAX_BITWIDTH_BACKWARD_COMPATIBLE": "concrete_qnn.qnn_module",
+    "SparseQuantNeuralNetwork": "concrete_qnn.nn.network",
+    "MAX_BITWIDTH_BACKWARD_COMPATIBLE": "concrete_qnn.config",
 }
 
 __all__ = [

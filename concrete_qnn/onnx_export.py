@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from concrete_qnn.convert import layer_codes
+
 QONNX_DOMAIN = "qonnx.custom_op.general"
 # The domain Concrete ML's importer (compile_onnx_model(..., import_qat=True)) reads.
 BREVITAS_DOMAIN = "onnx.brevitas"
@@ -64,7 +66,7 @@ def export_onnx(module, path, input_dim: int, qonnx_domain: bool = False):
                     opset_version=OPSET_VERSION,
                 )
             model = onnx.load(str(exported))
-        layer_codes = [module._layer_codes(i) for i in range(module.n_layers)]
+        codes = [layer_codes(module, i) for i in range(module.n_layers)]
     finally:
         module.train(was_training)
     graph = model.graph
@@ -72,7 +74,7 @@ def export_onnx(module, path, input_dim: int, qonnx_domain: bool = False):
     inputs = [value for value in graph.input if value.name not in initializers]
     del graph.input[:]
     graph.input.extend(inputs)
-    _scale_after_gemm(model, [(weights, biases) for weights, biases, _ in layer_codes])
+    _scale_after_gemm(model, [(weights, biases) for weights, biases, _ in codes])
     if not qonnx_domain:
         for node in graph.node:
             if node.domain == QONNX_DOMAIN:

@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from concrete_qnn import IntegerModel, QNNClassifier, load
 from concrete_qnn.accumulator import bits_needed, lookup_bits_per_layer, lsbs_to_remove
+from concrete_qnn.convert import layer_codes
 from concrete_qnn.integer_model import OutputHead
 
 
@@ -122,7 +123,7 @@ def test_a_layer_certified_below_the_bound_drops_the_bits_training_drops(cancer)
         assert layer.bits.max() < 12
         assert layer.lookup_bits == layer.bits.max() - 7 < 5
     assert integer.lsbs_to_remove == [7, 7]
-    with torch.no_grad(), module._eval_mode(), module.rounded_lookups(5):
+    with torch.no_grad(), module.eval_mode(), module.rounded_lookups(5):
         learned = module(torch.as_tensor(X, dtype=torch.float32)).argmax(1).numpy()
     assert np.mean(integer.predict(X) == model.classes_[learned]) >= 0.99
     assert model.score(X, y) >= 0.9
@@ -299,14 +300,14 @@ def hidden_accumulators(module, X):
         return record
 
     hidden = range(module.n_layers - 1)
-    scales = [module._layer_codes(i)[2] for i in hidden]
+    scales = [layer_codes(module, i)[2] for i in hidden]
     handles = [
         getattr(module, f"{kind}{i}").register_forward_hook(hook(kind, i))
         for kind in ("fc", "act")
         for i in hidden
     ]
     try:
-        with module._eval_mode():
+        with module.eval_mode():
             module(torch.as_tensor(X, dtype=torch.float32))
     finally:
         for handle in handles:

@@ -1,4 +1,4 @@
-"""weight_scaling="budget_mse": per-neuron scales chosen with the L1 budget."""
+"""The quantizers: weight_scaling="budget_mse", per-neuron scales chosen with the L1 budget."""
 
 import pickle
 import warnings
@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
-from concrete_qnn import QNNClassifier, SparseQuantNeuralNetwork, qnn_module
+from concrete_qnn import QNNClassifier, SparseQuantNeuralNetwork
 from concrete_qnn.accumulator import accumulator_bounds, signed_range
-from concrete_qnn.qnn_module import L1BudgetMask
-from concrete_qnn.weight_scaling import budget_scaled_linear
+from concrete_qnn.nn import masks
+from concrete_qnn.nn.masks import L1BudgetMask
+from concrete_qnn.nn.quantizers import budget_scaled_linear
 
 FAST = {"max_epochs": 15, "random_state": 0}
 
@@ -80,7 +81,7 @@ def test_each_row_takes_the_largest_code_of_least_squared_error(
     bias_units = bias * weight.abs().amax(dim=1) / 4
     mask.bias_units = bias_units
     n_top = min(n_in, mask.max_nonzero_codes + 1)
-    with mock.patch.object(qnn_module, "_CODE_CHUNK_ENTRIES", codes_per_chunk * n_out * n_top):
+    with mock.patch.object(masks, "_CODE_CHUNK_ENTRIES", codes_per_chunk * n_out * n_top):
         keep = mask.keep(weight).numpy().astype(bool)
     chosen = fc.weight_largest_code.numpy()
     with torch.no_grad():

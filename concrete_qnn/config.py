@@ -1,0 +1,323 @@
+"""The network's configuration: its defaults, their constraints, and what they resolve to.
+
+``NetworkConfig`` is frozen: it is validated once, when it is made, and every value derived
+from it (hidden width, code ranges, the input bits and weight scaling that ``"auto"``
+resolves to, the fan-in cap) is computed from it alone. Constraints on single parameters are
+declared as data (``PARAMETERS``); those that tie several together follow in
+``NetworkConfig.__post_init__``, then the accumulator rule's own (``nn.rules``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from concrete_qnn.accumulator import auto_input_bits, code_range, max_fan_in
+from concrete_qnn.exceptions import InvalidParameterError
+from concrete_qnn.nn.quantizers import AUTO_BUDGET_MSE_MAX_ACCUM_BITS, WEIGHT_SCALINGS
+from concrete_qnn.nn.rules import ACCUMULATOR_RULES
+
+# The accumulator bound of the seed (and of the module's default): 8 signed bits.
+MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
+
+
+# ---------------------------------------------------------------------- constraints as data
+@dataclass(frozen=True)
+class Integer:
+    """An integer (not a bool) ``>= low``."""
+
+    low: int
+
+    def check(self, name: str, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < self.low:
+            raise InvalidParameterError(f"{name} must be an integer >= {self.low}, got {value!r}")
+        return int(value)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A real number (not a bool) inside ``[low, high)`` (``high`` None: unbounded)."""
+
+    low: float
+    high: float | None = None
+
+    def check(self, name: str, value):
+        text = f">= {self.low:g}" if self.high is None else f"in [{self.low:g}, {self.high:g})"
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InvalidParameterError(f"{name} must be a number {text}, got {value!r}")
+        if value < self.low or (self.high is not None and value >= self.high):
+            kind = "a number " if self.high is None else ""  # the messages of 0.1
+            raise InvalidParameterError(f"{name} must be {kind}{text}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """``True`` or ``False`` (numpy's bool too)."""
+
+    def check(self, name: str, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise InvalidParameterError(f"{name} must be True or False, got {value!r}")
+        return bool(value)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of ``options``."""
+
+    options: tuple
+
+    def check(self, name: str, value):
+        if not isinstance(value, str) or value not in self.options:
+            allowed = ", ".join(map(repr, self.options))
+            raise InvalidParameterError(f"{name} must be one of {allowed}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class InputBits:
+    """``None``, ``"auto"`` or an integer ``>= 1``."""
+
+    def check(self, name: str, value):
+        if value is None or (isinstance(value, str) and value == "auto"):
+            return value
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise InvalidParameterError(
+                f"{name} must be None, 'auto' or an integer >= 1, got {value!r}"
+            )
+        return int(value)
+
+
+@dataclass(frozen=True)
+class ModuleClass:
+    """A ``torch.nn.Module`` subclass (the class, not an instance)."""
+
+    def check(self, name: str, value):
+        if not (isinstance(value, type) and issubclass(value, nn.Module)):
+            raise InvalidParameterError(
+                f"{name} must be a torch.nn.Module subclass such as torch.nn.ReLU, got {value!r}"
+            )
+        return value
+
+
+# Each parameter's own constraint, in the order they are checked.
+PARAMETERS: dict[str, Callable] = {
+    "input_dim": Integer(1),
+    "n_layers": Integer(1),
+    "n_outputs": Integer(1),
+    "n_w_bits": Integer(1),
+    "n_a_bits": Integer(1),
+    "n_accum_bits": Integer(1),
+    "quant_narrow": Flag(),
+    "quant_signed": Flag(),
+    "n_hidden_neurons_min": Integer(0),
+    "n_hidden_neurons_multiplier": Number(0),
+    "n_prune_neurons_percentage": Number(0, 1),
+    "activation_function": ModuleClass(),
+    "n_input_bits": InputBits(),
+    "accumulator_rule": OneOf(tuple(ACCUMULATOR_RULES)),
+    "weight_scaling": OneOf(WEIGHT_SCALINGS),
+}
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The constructor arguments of ``SparseQuantNeuralNetwork``, validated.
+
+    See ``SparseQuantNeuralNetwork`` for each parameter's meaning.
+
+    Raises
+    ------
+    InvalidParameterError
+        A ``ValueError`` naming the parameter and its allowed values: a parameter outside
+        its constraint (``PARAMETERS``), a hidden width below 1, a quantizer without a
+        positive code, an activation that is not element-wise, ``"budget_mse"`` without
+        the L1 budget, or a bound that holds not even one weight (``nn.rules``).
+    """
+
+    input_dim: int
+    n_layers: int
+    n_outputs: int
+    n_hidden_neurons_multiplier: float = 4
+    n_w_bits: int = 3
+    n_a_bits: int = 3
+    n_accum_bits: int = MAX_BITWIDTH_BACKWARD_COMPATIBLE
+    n_prune_neurons_percentage: float = 0.0
+    activation_function: type = nn.ReLU
+    quant_narrow: bool = False
+    quant_signed: bool = True
+    accumulator_rule: str = "fan_in"
+    n_hidden_neurons_min: int = 0
+    n_input_bits: int | str | None = None
+    weight_scaling: str = "max"
+
+    def __post_init__(self):
+        for name, constraint in PARAMETERS.items():
+            object.__setattr__(self, name, constraint.check(name, getattr(self, name)))
+        if self.n_layers > 1:
+            hidden = self.input_dim * self.n_hidden_neurons_multiplier
+            if not np.isfinite(hidden) or max(int(hidden), self.n_hidden_neurons_min) < 1:
+                raise InvalidParameterError(
+                    "n_hidden_neurons_multiplier must make the hidden width "
+                    f"max(int(input_dim * multiplier), n_hidden_neurons_min) >= 1, got "
+                    f"input_dim={self.input_dim}, n_hidden_neurons_multiplier="
+                    f"{self.n_hidden_neurons_multiplier} and n_hidden_neurons_min="
+                    f"{self.n_hidden_neurons_min}"
+                )
+        _check_element_wise(self.activation_function)
+        self._check_positive_codes()
+        if self.weight_scaling == "budget_mse" and self.accumulator_rule != "l1_budget":
+            raise InvalidParameterError(
+                'weight_scaling="budget_mse" chooses scales with the L1 budget: it needs '
+                f'accumulator_rule="l1_budget", got {self.accumulator_rule!r}'
+            )
+        self.rule.validate(self)
+
+    def _check_positive_codes(self) -> None:
+        """Every quantizer needs a positive code, or no weight or input carries a value."""
+        if self.weight_code_range[1] < 1:
+            raise InvalidParameterError(
+                f"n_w_bits={self.n_w_bits} with quant_narrow={self.quant_narrow} gives signed "
+                f"weight codes {list(self.weight_code_range)}, which have no positive code; "
+                "use n_w_bits >= 2"
+            )
+        if self.activation_code_range[1] < 1:
+            raise InvalidParameterError(
+                f"n_a_bits={self.n_a_bits} with quant_signed={self.quant_signed} and "
+                f"quant_narrow={self.quant_narrow} gives activation codes "
+                f"{list(self.activation_code_range)}, which have no positive code; use "
+                "n_a_bits >= 2 (or unsigned, not narrow, 1-bit activations)"
+            )
+        if isinstance(self.n_input_bits, int) and self.input_code_range[1] < 1:
+            raise InvalidParameterError(
+                f"n_input_bits={self.n_input_bits} with quant_signed={self.quant_signed} "
+                f"and quant_narrow={self.quant_narrow} gives input codes "
+                f"{list(self.input_code_range)}, which have no positive code; use "
+                "n_input_bits >= 2"
+            )
+
+    def replace(self, **changes) -> NetworkConfig:
+        """A new configuration with ``changes``, validated as a whole."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        """The parameters by name, in the constructor's order (values, not copies)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def rule(self):
+        """The accumulator rule object (``nn.rules``) named by ``accumulator_rule``."""
+        return ACCUMULATOR_RULES[self.accumulator_rule]
+
+    @property
+    def hidden_width(self) -> int:
+        """Neurons of each hidden layer before structured pruning:
+        ``max(int(input_dim * n_hidden_neurons_multiplier), n_hidden_neurons_min)``."""
+        scaled = int(self.input_dim * self.n_hidden_neurons_multiplier)
+        return max(scaled, self.n_hidden_neurons_min)
+
+    @property
+    def weight_code_range(self) -> tuple[int, int]:
+        """Smallest and largest weight code (signed, ``quant_narrow``)."""
+        return code_range(self.n_w_bits, signed=True, narrow=self.quant_narrow)
+
+    @property
+    def weight_scaling_used(self) -> str:
+        """``weight_scaling`` resolved: ``"auto"`` gives ``"budget_mse"`` under
+        ``"l1_budget"`` at ``n_accum_bits <= 7`` (``AUTO_BUDGET_MSE_MAX_ACCUM_BITS``), else
+        ``"max"``."""
+        if self.weight_scaling != "auto":
+            return self.weight_scaling
+        tight = self.n_accum_bits <= AUTO_BUDGET_MSE_MAX_ACCUM_BITS
+        return "budget_mse" if tight and self.accumulator_rule == "l1_budget" else "max"
+
+    @property
+    def input_bit_width(self) -> int:
+        """Bits of the input quantizer ``quant0``: ``n_input_bits`` resolved (``None`` gives
+        ``n_a_bits``; ``"auto"`` gives the rule's choice, ``accumulator.auto_input_bits``
+        under the L1 budget)."""
+        if self.n_input_bits is None:
+            return self.n_a_bits
+        if self.n_input_bits == "auto":
+            if not self.rule.finer_inputs_fit:
+                return self.n_a_bits
+            return auto_input_bits(
+                self.input_dim,
+                self.weight_code_range,
+                self.n_a_bits,
+                self.n_accum_bits,
+                self.quant_signed,
+                self.quant_narrow,
+                self.weight_scaling_used,
+            )
+        return self.n_input_bits
+
+    @property
+    def input_code_range(self) -> tuple[int, int]:
+        """Smallest and largest code of the input quantizer ``quant0`` (the first layer's)."""
+        return code_range(self.input_bit_width, signed=self.quant_signed, narrow=self.quant_narrow)
+
+    @property
+    def activation_code_range(self) -> tuple[int, int]:
+        """Smallest and largest code of the later layers' input quantizers (``n_a_bits``)."""
+        return code_range(self.n_a_bits, signed=self.quant_signed, narrow=self.quant_narrow)
+
+    @property
+    def bits_text(self) -> str:
+        """The activation bits, and the input bits where they differ, for messages."""
+        if self.input_bit_width == self.n_a_bits:
+            return f"n_a_bits={self.n_a_bits}"
+        return f"n_a_bits={self.n_a_bits} and n_input_bits={self.input_bit_width}"
+
+    def max_active_neurons(self) -> int:
+        """Largest fan-in ``k`` at which any weights and inputs fit ``n_accum_bits``
+        (see ``SparseQuantNeuralNetwork.max_active_neurons``)."""
+        return min(
+            max_fan_in(self.weight_code_range, codes, self.n_accum_bits)
+            for codes in (self.input_code_range, self.activation_code_range)
+        )
+
+    def budget_input_ranges(self) -> list[tuple[int, int]]:
+        """Per linear layer, the input codes the L1 budget trains for: the input
+        quantizer's for the first layer; the activation quantizer's for the others, from 0
+        up when the activation is never negative (the certificate then reads the real
+        tables)."""
+        probe = torch.linspace(-1e4, 1e4, 20_001)
+        with torch.no_grad():
+            non_negative = bool((self.activation_function()(probe) >= 0).all())
+        low, high = self.activation_code_range
+        hidden = (max(low, 0) if non_negative else low, high)
+        return [self.input_code_range] + [hidden] * (self.n_layers - 1)
+
+
+def _check_element_wise(activation_function: type) -> None:
+    """Refuse an activation that mixes neurons (Softmax, LogSoftmax, ...): the integer
+    model computes each hidden neuron's activation alone, as one table lookup."""
+    name = getattr(activation_function, "__name__", repr(activation_function))
+    probe = torch.linspace(-4.0, 4.0, 24).reshape(6, 4).T  # 4 rows, 6 neurons
+    try:
+        activation = activation_function().eval()
+        with torch.no_grad():
+            whole = activation(probe)
+            by_neuron = torch.cat([activation(probe[:, [j]]) for j in range(6)], dim=1)
+            by_row = torch.cat([activation(probe[[i]]) for i in range(4)], dim=0)
+    except Exception as error:
+        raise InvalidParameterError(
+            f"activation_function {name} cannot be applied to a (4, 6) tensor: {error}"
+        ) from None
+    if not (
+        whole.shape == probe.shape
+        and torch.allclose(whole, by_neuron)
+        and torch.allclose(whole, by_row)
+    ):
+        raise InvalidParameterError(
+            f"activation_function must act on each value alone (element-wise), as each "
+            f"hidden neuron's table lookup does: {name} mixes the values of a layer"
+        )
