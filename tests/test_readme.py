@@ -1,5 +1,6 @@
-"""README's two set-up commands stay true to the CLI and to CI."""
+"""README's two set-up commands stay true to the CLI and to CI; its figures, to the benchmarks."""
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,3 +25,35 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert ci_lines[-1] == test_command
     assert 'pip install -q -e ".[test]"' in "\n".join(ci_lines)
+
+
+def readme_results_table() -> list[str]:
+    """The rows of the first table under README's "## Results" heading."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("## Results")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    table = [line for line in lines[start:end] if line.startswith("|")]
+    return table[2:]  # the header and its separator name no figures
+
+
+def test_readme_results_come_from_the_generated_benchmark_file():
+    rows = readme_results_table()
+    assert len(rows) == 5
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    for row in rows:
+        dataset = row.split("|")[1].split()[0]
+        figures = re.findall(r"\d+\.\d+", row)
+        assert figures, row
+        # each figure on the dataset's own line of RESULTS.md, not anywhere in the file
+        lines = [line for line in results.splitlines() if line.startswith(f"| {dataset} |")]
+        assert lines, dataset
+        for figure in figures:
+            assert any(figure in line for line in lines), (dataset, figure)
+
+
+def test_readme_is_a_door_and_its_links_resolve():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if "://" not in target:
+            assert (ROOT / target).exists(), target
