@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from concrete_qnn.accumulator import accumulator_bounds, bits_needed, table_output_range
+from concrete_qnn.exceptions import AccumulatorBoundError
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,12 @@ class AccumulatorCertificate:
         return self.max_bits <= self.n_accum_bits
 
     def require(self, problem: str) -> None:
-        """Raise ValueError unless the certificate holds: ``problem``, then the layers over
-        the bound, their width, and the table."""
+        """Raise AccumulatorBoundError (a ValueError) unless the certificate holds:
+        ``problem``, then the layers over the bound, their width, and the table."""
         if self.holds:
             return
         over = [layer.name for layer in self.layers if layer.bits.max() > self.n_accum_bits]
-        raise ValueError(
+        raise AccumulatorBoundError(
             f"{problem}: {', '.join(over)} need up to {self.max_bits}-bit accumulators, "
             f"n_accum_bits is {self.n_accum_bits}\n{self}"
         )

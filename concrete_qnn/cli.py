@@ -242,7 +242,7 @@ def train(args) -> None:
 
 
 def load_model(path: Path):
-    from concrete_qnn.integer_model import load
+    from concrete_qnn.integer import load
 
     if not path.is_file():
         raise UsageError(f"no such file: {path}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from concrete_qnn.integer_model import IntegerModel
+from concrete_qnn.integer import IntegerModel
 
 FHE_MODES = ("disable", "simulate", "execute")
 

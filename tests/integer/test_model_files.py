@@ -1,8 +1,8 @@
-"""Damaged model files: each is refused with one clear ValueError, or loads unchanged.
+"""Damaged model files: each is refused with one clear ModelFileError, or loads unchanged.
 
-A model file that was flipped, truncated, replaced or edited either raises ``ValueError``
-saying it is not a valid model (the CLI: one line, exit status 2) or loads and predicts
-exactly as the original.
+A model file that was flipped, truncated, replaced or edited either raises
+``ModelFileError`` (a ``ValueError``) saying it is not a valid model (the CLI: one line, exit
+status 2) or loads and predicts exactly as the original.
 """
 
 import collections
@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from concrete_qnn import QNNClassifier, load
 from concrete_qnn.cli import main
-from concrete_qnn.integer_model import OutputHead
-from concrete_qnn.model_io import ModelIO
+from concrete_qnn.exceptions import ModelFileError
+from concrete_qnn.integer import ModelIO, OutputHead
 
 INVALID = "is not a valid concrete-qnn model file"
 
@@ -64,7 +64,7 @@ def assert_refused_or_identical(path, original, X) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             loaded = load(path)
-    except ValueError as error:
+    except ModelFileError as error:
         assert INVALID in str(error), error
         return "refused"
     np.testing.assert_array_equal(loaded.predict(X), original.predict(X))
@@ -95,7 +95,7 @@ def test_every_truncation_is_refused(saved, tmp_path_factory, length):
     contents, _, _ = saved
     path = tmp_path_factory.getbasetemp() / "truncated.npz"
     path.write_bytes(contents[: length % len(contents)])
-    with pytest.raises(ValueError, match=INVALID):
+    with pytest.raises(ModelFileError, match=INVALID):
         load(path)
 
 
@@ -139,7 +139,7 @@ def npz_bytes(**arrays) -> bytes:
 )
 def test_foreign_files_are_refused(tmp_path, contents):
     (tmp_path / "foreign.npz").write_bytes(contents)
-    with pytest.raises(ValueError, match=INVALID):
+    with pytest.raises(ModelFileError, match=INVALID):
         load(tmp_path / "foreign.npz")
 
 
@@ -248,11 +248,11 @@ METADATA_EDITS = {
 
 
 @pytest.mark.parametrize("edit", list(METADATA_EDITS.values()), ids=list(METADATA_EDITS))
-def test_edited_metadata_is_a_value_error(saved, tmp_path, edit):
+def test_edited_metadata_is_a_model_file_error(saved, tmp_path, edit):
     contents, _, _ = saved
     path = tmp_path / "edited.npz"
     path.write_bytes(edit_metadata(contents, edit))
-    with pytest.raises(ValueError, match=INVALID):
+    with pytest.raises(ModelFileError, match=INVALID):
         load(path)
 
 
@@ -273,7 +273,7 @@ def test_an_edit_that_leaves_the_file_valid_is_refused_by_its_sha256(saved, tmp_
     contents, _, _ = saved
     path = tmp_path / "edited.npz"
     path.write_bytes(edit_metadata(contents, edit))
-    with pytest.raises(ValueError, match=INVALID + ".*(SHA-256|regression model has no class)"):
+    with pytest.raises(ModelFileError, match=INVALID + ".*(SHA-256|regression model has no class)"):
         load(path)
 
 

@@ -16,6 +16,7 @@ from sklearn import datasets
 from sklearn.preprocessing import StandardScaler
 
 from concrete_qnn import IntegerModel, QNNClassifier, QNNRegressor, load
+from concrete_qnn.exceptions import AccumulatorBoundError, ModelFileError
 
 DATASETS = {
     "iris": datasets.load_iris,
@@ -289,8 +290,25 @@ def test_tampered_files_are_refused(digits_model, tmp_path, edit, message):
     path = tmp_path / "model.npz"
     model.save(path)
     rewrite(path, edit)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ModelFileError, match=message):
         load(path)
+
+
+def test_weights_that_break_the_bound_are_an_accumulator_bound_error(digits_model):
+    integer = digits_model[0].integer_model_
+    arrays = {"weight_1": integer.weights[1]}
+    break_the_bound(arrays, None)
+    with pytest.raises(AccumulatorBoundError, match="the weights break the accumulator bound"):
+        IntegerModel(
+            integer.config,
+            integer.input_scale,
+            [integer.weights[0], arrays["weight_1"], integer.weights[2]],
+            integer.biases,
+            integer.scales,
+            integer.tables,
+            integer.table_offsets,
+            integer.head,
+        )
 
 
 @pytest.fixture(scope="module")
