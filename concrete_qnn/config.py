@@ -277,8 +277,21 @@ class NetworkConfig:
         return f"n_a_bits={self.n_a_bits} and n_input_bits={self.input_bit_width}"
 
     def max_active_neurons(self) -> int:
-        """Largest fan-in ``k`` at which any weights and inputs fit ``n_accum_bits``
-        (see ``SparseQuantNeuralNetwork.max_active_neurons``)."""
+        """Largest fan-in ``k`` at which any weights and inputs fit ``n_accum_bits``.
+
+        Any ``k`` weight codes times any ``k`` input codes, each anywhere in its range
+        (``weight_code_range``; ``input_code_range`` for the first layer,
+        ``activation_code_range`` for the others: the smaller cap of the two),
+        sum inside the signed ``n_accum_bits`` range; the bias is not counted
+        (``make_pruning_permanent`` clamps it). Signed 3/3/8 gives 7: products lie in
+        [-12, 16] and 7 * 16 <= 127.
+
+        The widely used ``floor((2^acc - 1) / ((2^w - 1) * (2^a - 1)))`` gives 5 there:
+        it is loose for signed codes, whose magnitudes are about half of ``2^b - 1``, and
+        unsound for unsigned activations, where it bounds the accumulator's magnitude
+        by ``2^acc - 1`` although a signed accumulator holds only ``2^(acc-1) - 1``:
+        at 3/3/8 unsigned it allows 5 inputs, and 5 * 4 * 7 = 140 > 127.
+        """
         return min(
             max_fan_in(self.weight_code_range, codes, self.n_accum_bits)
             for codes in (self.input_code_range, self.activation_code_range)

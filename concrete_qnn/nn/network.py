@@ -4,6 +4,7 @@
 configuration (``concrete_qnn.config``); its accumulator rule (``nn.rules``) masks the weights
 while pruning is enabled (``concrete_qnn.pruning``), and the pruned network converts to the
 integer model (``concrete_qnn.convert``). Pickling and loading of its state: ``nn.state``.
+The class runs past 250 lines: about 110 of them document its parameters.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from concrete_qnn.accumulator import lookup_bits_per_layer, lsbs_to_remove
 from concrete_qnn.certificate import AccumulatorCertificate
 from concrete_qnn.config import MAX_BITWIDTH_BACKWARD_COMPATIBLE, NetworkConfig
 from concrete_qnn.nn import state
-from concrete_qnn.nn.quantizers import activation_quantizer, quant_linear
+from concrete_qnn.nn.quantizers import activation_quantizer, quant_linear, read_as_table
 
 # What the network reads from its configuration as attributes of its own.
 _CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(NetworkConfig))
@@ -239,7 +240,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             )
         budgets = self.config.rule.counts_bias and self.pruning_enabled
         # Each masked weight is computed once per pass: the layer and the bucket centres of
-        # _read_as_table read it, and the L1-budget selection is a sort of every row.
+        # read_as_table read it, and the L1-budget selection is a sort of every row.
         with parametrize.cached():
             for i in range(self.n_layers):
                 x, fc = getattr(self, f"quant{i}")(x), getattr(self, f"fc{i}")
@@ -250,7 +251,7 @@ class SparseQuantNeuralNetwork(nn.Module):
                 x = fc(x)
                 if i < self.n_layers - 1:
                     if shift:
-                        x = self._read_as_table(x, fc, input_scale, shift)
+                        x = read_as_table(x, fc, input_scale, shift)
                     x = getattr(self, f"act{i}")(x)
         return x
 
@@ -285,33 +286,10 @@ class SparseQuantNeuralNetwork(nn.Module):
         finally:
             self._lookup_shifts = previous
 
-    @staticmethod
-    def _read_as_table(x, fc, input_scale, shift: int) -> torch.Tensor:
-        """``x`` (N, n_out) with each accumulator moved to its bucket's centre; the
-        gradient is the identity."""
-        with torch.no_grad():
-            scale = (fc.quant_weight().scale.reshape(-1) * input_scale.reshape(-1)).detach()
-            accumulator = torch.round(x / scale)
-            centre = (torch.floor(accumulator / 2**shift) * 2**shift + (2**shift - 1) / 2) * scale
-        return x + (centre - x).detach()
-
     # ------------------------------------------------------------------ pruning
     def max_active_neurons(self) -> int:
-        """Largest fan-in ``k`` at which any weights and inputs fit ``n_accum_bits``.
-
-        Any ``k`` weight codes times any ``k`` input codes, each anywhere in its range
-        (``weight_code_range``; ``input_code_range`` for the first layer,
-        ``activation_code_range`` for the others: the smaller cap of the two),
-        sum inside the signed ``n_accum_bits`` range; the bias is not counted
-        (``make_pruning_permanent`` clamps it). Signed 3/3/8 gives 7: products lie in
-        [-12, 16] and 7 * 16 <= 127.
-
-        The widely used ``floor((2^acc - 1) / ((2^w - 1) * (2^a - 1)))`` gives 5 there:
-        it is loose for signed codes, whose magnitudes are about half of ``2^b - 1``, and
-        unsound for unsigned activations, where it bounds the accumulator's magnitude
-        by ``2^acc - 1`` although a signed accumulator holds only ``2^(acc-1) - 1``:
-        at 3/3/8 unsigned it allows 5 inputs, and 5 * 4 * 7 = 140 > 127.
-        """
+        """Largest fan-in ``k`` at which any weights and inputs fit ``n_accum_bits``
+        (``NetworkConfig.max_active_neurons``: signed 3/3/8 gives 7)."""
         return self.config.max_active_neurons()
 
     @property

@@ -19,7 +19,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from concrete_qnn import QNNClassifier, QNNRegressor, SparseQuantNeuralNetwork
+from concrete_qnn import QNNClassifier, QNNRegressor, SparseQuantNeuralNetwork, pruning
 
 FAST = {"max_epochs": 15, "random_state": 0}
 
@@ -100,11 +100,11 @@ def test_fit_exposes_a_certificate_that_holds(fitted):
 
 
 def test_fit_fails_loudly_when_the_bound_cannot_hold(iris, monkeypatch):
-    def no_repair(self, layer, reach, repairs):
+    def no_repair(net, layer, reach, repairs):
         with torch.no_grad():
-            self.fc0.bias.fill_(1e4)
+            net.fc0.bias.fill_(1e4)
 
-    monkeypatch.setattr(SparseQuantNeuralNetwork, "_repair_layer", no_repair)
+    monkeypatch.setattr(pruning, "repair_layer", no_repair)
     with pytest.raises(RuntimeError, match="accumulator certificate violated"):
         QNNClassifier(**FAST).fit(*iris)
 
