@@ -44,8 +44,9 @@ table.index.name, table.columns.name = "n_w_bits", "n_accum_bits"
 print(table.round(4))
 
 fig, ax = plt.subplots(figsize=(4, 3))
-table.plot.bar(ax=ax, rot=0, ylim=(0.5, 1.0))
+table.plot.bar(ax=ax, rot=0, ylim=(0.5, 1.1))
 ax.set_ylabel("mean CV accuracy")
+ax.legend(title="n_accum_bits", loc="upper center", ncol=2)
 fig.tight_layout()
 plt.show()
 
