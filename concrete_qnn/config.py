@@ -10,8 +10,6 @@ declared as data (``PARAMETERS``); those that tie several together follow in
 from __future__ import annotations
 
 import dataclasses
-import numbers
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +17,14 @@ import torch
 from torch import nn
 
 from concrete_qnn.accumulator import auto_input_bits, code_range, max_fan_in
+from concrete_qnn.constraints import (
+    FLAG,
+    Constraint,
+    integer_at_least,
+    is_integer,
+    number_in,
+    one_of,
+)
 from concrete_qnn.exceptions import InvalidParameterError
 from concrete_qnn.nn.quantizers import AUTO_BUDGET_MSE_MAX_ACCUM_BITS, WEIGHT_SCALINGS
 from concrete_qnn.nn.rules import ACCUMULATOR_RULES
@@ -27,102 +33,43 @@ from concrete_qnn.nn.rules import ACCUMULATOR_RULES
 MAX_BITWIDTH_BACKWARD_COMPATIBLE = 8
 
 
-# ---------------------------------------------------------------------- constraints as data
-@dataclass(frozen=True)
-class Integer:
-    """An integer (not a bool) ``>= low``."""
-
-    low: int
-
-    def check(self, name: str, value):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < self.low:
-            raise InvalidParameterError(f"{name} must be an integer >= {self.low}, got {value!r}")
-        return int(value)
-
-
-@dataclass(frozen=True)
-class Number:
-    """A real number (not a bool) inside ``[low, high)`` (``high`` None: unbounded)."""
-
-    low: float
-    high: float | None = None
-
-    def check(self, name: str, value):
-        text = f">= {self.low:g}" if self.high is None else f"in [{self.low:g}, {self.high:g})"
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise InvalidParameterError(f"{name} must be a number {text}, got {value!r}")
-        if value < self.low or (self.high is not None and value >= self.high):
-            kind = "a number " if self.high is None else ""  # the messages of 0.1
-            raise InvalidParameterError(f"{name} must be {kind}{text}, got {value!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class Flag:
-    """``True`` or ``False`` (numpy's bool too)."""
-
-    def check(self, name: str, value):
-        if not isinstance(value, (bool, np.bool_)):
-            raise InvalidParameterError(f"{name} must be True or False, got {value!r}")
-        return bool(value)
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """One of ``options``."""
-
-    options: tuple
-
-    def check(self, name: str, value):
-        if not isinstance(value, str) or value not in self.options:
-            allowed = ", ".join(map(repr, self.options))
-            raise InvalidParameterError(f"{name} must be one of {allowed}, got {value!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class InputBits:
-    """``None``, ``"auto"`` or an integer ``>= 1``."""
-
-    def check(self, name: str, value):
-        if value is None or (isinstance(value, str) and value == "auto"):
-            return value
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise InvalidParameterError(
-                f"{name} must be None, 'auto' or an integer >= 1, got {value!r}"
-            )
-        return int(value)
-
-
-@dataclass(frozen=True)
-class ModuleClass:
-    """A ``torch.nn.Module`` subclass (the class, not an instance)."""
-
-    def check(self, name: str, value):
-        if not (isinstance(value, type) and issubclass(value, nn.Module)):
-            raise InvalidParameterError(
-                f"{name} must be a torch.nn.Module subclass such as torch.nn.ReLU, got {value!r}"
-            )
-        return value
-
-
 # Each parameter's own constraint, in the order they are checked.
-PARAMETERS: dict[str, Callable] = {
-    "input_dim": Integer(1),
-    "n_layers": Integer(1),
-    "n_outputs": Integer(1),
-    "n_w_bits": Integer(1),
-    "n_a_bits": Integer(1),
-    "n_accum_bits": Integer(1),
-    "quant_narrow": Flag(),
-    "quant_signed": Flag(),
-    "n_hidden_neurons_min": Integer(0),
-    "n_hidden_neurons_multiplier": Number(0),
-    "n_prune_neurons_percentage": Number(0, 1),
-    "activation_function": ModuleClass(),
-    "n_input_bits": InputBits(),
-    "accumulator_rule": OneOf(tuple(ACCUMULATOR_RULES)),
-    "weight_scaling": OneOf(WEIGHT_SCALINGS),
+PARAMETERS: dict[str, Constraint] = {
+    "input_dim": integer_at_least(1),
+    "n_layers": integer_at_least(1),
+    "n_outputs": integer_at_least(1),
+    "n_w_bits": integer_at_least(1),
+    "n_a_bits": integer_at_least(1),
+    "n_accum_bits": integer_at_least(1),
+    "quant_narrow": FLAG,
+    "quant_signed": FLAG,
+    "n_hidden_neurons_min": integer_at_least(0),
+    "n_hidden_neurons_multiplier": number_in(0),
+    "n_prune_neurons_percentage": number_in(0, 1),
+    "activation_function": Constraint(
+        lambda value: isinstance(value, type) and issubclass(value, nn.Module),
+        "a torch.nn.Module subclass such as torch.nn.ReLU",
+    ),
+    "n_input_bits": Constraint(
+        lambda value: (
+            value is None
+            or (isinstance(value, str) and value == "auto")
+            or (is_integer(value) and value >= 1)
+        ),
+        "None, 'auto' or an integer >= 1",
+    ),
+    "accumulator_rule": one_of(*ACCUMULATOR_RULES),
+    "weight_scaling": one_of(*WEIGHT_SCALINGS),
+}
+# Normalized once checked: integers as int, flags as bool (numpy's types included).
+_CONVERSIONS = {
+    **dict.fromkeys(
+        ("input_dim", "n_layers", "n_outputs", "n_w_bits", "n_a_bits", "n_accum_bits"), int
+    ),
+    "n_hidden_neurons_min": int,
+    "quant_narrow": bool,
+    "quant_signed": bool,
+    "n_input_bits": lambda value: int(value) if is_integer(value) else value,
 }
 
 
@@ -159,7 +106,9 @@ class NetworkConfig:
 
     def __post_init__(self):
         for name, constraint in PARAMETERS.items():
-            object.__setattr__(self, name, constraint.check(name, getattr(self, name)))
+            constraint.check(name, getattr(self, name))
+            if name in _CONVERSIONS:  # frozen: set through object
+                object.__setattr__(self, name, _CONVERSIONS[name](getattr(self, name)))
         if self.n_layers > 1:
             hidden = self.input_dim * self.n_hidden_neurons_multiplier
             if not np.isfinite(hidden) or max(int(hidden), self.n_hidden_neurons_min) < 1:

@@ -74,8 +74,14 @@ def test_hidden_width_is_at_least_n_hidden_neurons_min(input_dim, multiplier, mi
         ),
         ({"n_hidden_neurons_min": -1}, r"n_hidden_neurons_min must be an integer >= 0, got -1"),
         ({"n_hidden_neurons_min": 2.5}, r"n_hidden_neurons_min must be an integer >= 0"),
-        ({"n_prune_neurons_percentage": 1.0}, r"n_prune_neurons_percentage must be in \[0, 1\)"),
-        ({"n_prune_neurons_percentage": -0.1}, r"n_prune_neurons_percentage must be in \[0, 1\)"),
+        (
+            {"n_prune_neurons_percentage": 1.0},
+            r"n_prune_neurons_percentage must be a number in \[0, 1\)",
+        ),
+        (
+            {"n_prune_neurons_percentage": -0.1},
+            r"n_prune_neurons_percentage must be a number in \[0, 1\)",
+        ),
         ({"activation_function": torch.nn.ReLU()}, r"activation_function must be a torch.nn"),
         ({"activation_function": int}, r"activation_function must be a torch.nn"),
         ({"n_w_bits": 1}, r"n_w_bits=1 .* no positive code"),
@@ -230,7 +236,7 @@ def test_the_configuration_is_fixed_except_the_pruning_fraction():
     with pytest.raises(AttributeError, match="n_accum_bits is fixed when the network is built"):
         net.n_accum_bits = 3
     assert net.n_accum_bits == 8
-    with pytest.raises(InvalidParameterError, match=r"must be in \[0, 1\), got 1.5"):
+    with pytest.raises(InvalidParameterError, match=r"must be a number in \[0, 1\), got 1.5"):
         net.n_prune_neurons_percentage = 1.5
     net.n_prune_neurons_percentage = 0.25
     assert (

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Callable
 from contextlib import contextmanager
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +22,7 @@ from sklearn.utils.validation import (
 )
 
 from concrete_qnn.accumulator import lookup_bits_per_layer
+from concrete_qnn.constraints import Constraint, integer_at_least, is_integer, number_in
 from concrete_qnn.exceptions import InvalidParameterError
 from concrete_qnn.integer_model import MAX_LOOKUP_BITS
 from concrete_qnn.qnn_module import SparseQuantNeuralNetwork
@@ -34,43 +33,25 @@ from concrete_qnn.training.callbacks import PRUNING
 DATA_PARAMETERS = ("module", "module__input_dim", "module__n_outputs")
 
 
-def _integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-class Constraint(NamedTuple):
-    """The values a parameter accepts: ``accepts(value)``, described as ``allowed``."""
-
-    accepts: Callable[[object], bool]
-    allowed: str
-
-    def check(self, name: str, value) -> None:
-        """Raise ``InvalidParameterError`` ("name must be allowed, got value") if refused."""
-        if not self.accepts(value):
-            raise InvalidParameterError(f"{name} must be {self.allowed}, got {value!r}")
-
-
 # The estimator's own settings, checked in this order at the start of every training call.
 SETTINGS = {
     "progress_bar": Constraint(lambda value: isinstance(value, bool), "True or False"),
     "random_state": Constraint(
-        lambda value: value is None or _integer(value), "None or an integer"
+        lambda value: value is None or is_integer(value), "None or an integer"
     ),
     # skorch trains nothing at 0 and the model would still be certified and fitted
-    "max_epochs": Constraint(lambda value: _integer(value) and value >= 1, "an integer >= 1"),
+    "max_epochs": integer_at_least(1),
     # else torch's sampler refuses it mid-fit, after the network was rebuilt
     "batch_size": Constraint(
         lambda value: (
             (isinstance(value, str) and value == "auto")
-            or (_integer(value) and (value >= 1 or value == -1))
+            or (is_integer(value) and (value >= 1 or value == -1))
         ),
         '"auto", an integer >= 1, or -1 (every row in one batch, as in skorch)',
     ),
 }
 # ``prune``'s fraction of hidden neurons.
-PRUNE_PERCENTAGE = Constraint(
-    lambda value: isinstance(value, numbers.Real) and 0.0 <= value < 1.0, "in [0, 1)"
-)
+PRUNE_PERCENTAGE = number_in(0, 1)
 
 
 def refuse_data_parameters(net, params) -> None:
@@ -188,7 +169,7 @@ def _check_table_sizes(n_accum_bits, lookup_bits: list, net) -> None:
     """Refuse, before training, a network whose integer model could need tables of more
     than ``2^MAX_LOOKUP_BITS`` entries per neuron: a certified accumulator has at most
     ``n_accum_bits`` bits, its table reads at most ``rounding_threshold_bits``."""
-    if not _integer(n_accum_bits):
+    if not is_integer(n_accum_bits):
         return  # the module refuses it
     widest = max((min(n_accum_bits, bits or n_accum_bits) for bits in lookup_bits), default=0)
     if widest > MAX_LOOKUP_BITS:

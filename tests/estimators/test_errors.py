@@ -62,7 +62,7 @@ def test_parameters_refused_by_init_and_set_params(params):
 
 def test_prune_refuses_a_fraction_outside_the_unit_interval(iris, fitted):
     X, y = iris
-    with pytest.raises(InvalidParameterError, match=r"must be in \[0, 1\), got 1.5"):
+    with pytest.raises(InvalidParameterError, match=r"must be a number in \[0, 1\), got 1.5"):
         fitted.prune(X, y, 1.5)
 
 

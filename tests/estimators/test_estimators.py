@@ -153,7 +153,9 @@ def test_prune_returns_a_smaller_fitted_copy_and_leaves_the_original(iris, fitte
 
 @pytest.mark.parametrize("fraction", [1.0, -0.1, "half"])
 def test_prune_refuses_fractions_outside_the_unit_interval(iris, fitted, fraction):
-    with pytest.raises(ValueError, match=r"n_prune_neurons_percentage must be in \[0, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"n_prune_neurons_percentage must be a number in \[0, 1\)"
+    ):
         fitted.prune(*iris, fraction)
 
 
