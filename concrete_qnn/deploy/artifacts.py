@@ -22,8 +22,10 @@ belong together when their fingerprints agree. Each JSON file carries the SHA-25
 content (``"sha256"``, over the canonical JSON of its other entries), so an edited or
 damaged file is refused even when it is still valid JSON. Nothing is unpickled on load; a
 file that is damaged, of another format version, or written with another concrete-python is
-refused with a ValueError. The format does not depend on how the circuit was configured: it
-stores the compiled circuit and the integer model's clear ends (``ModelIO``) only.
+refused with a ``ModelFileError`` (a ValueError). The format does not depend on how the
+circuit was configured: it stores the compiled circuit and the integer model's clear ends
+(``ModelIO``) only. Format names and versions, the digest and the JSON layout of ``ModelIO``
+are ``concrete_qnn.integer.formats``'s, shared with the model files.
 """
 
 from __future__ import annotations
@@ -42,12 +44,22 @@ from pathlib import Path
 
 import numpy as np
 
-from concrete_qnn.integer_model import OutputHead
-from concrete_qnn.model_io import ModelIO, target_statistic
+from concrete_qnn.exceptions import ModelFileError
+from concrete_qnn.integer.formats import (
+    FHE_CLIENT,
+    FHE_SERVER,
+    FileFormat,
+    io_from_json,
+    io_to_json,
+    sha256_matches,
+    with_sha256,
+)
+from concrete_qnn.integer.io import ModelIO
 
-FORMAT_VERSION = 3
-CLIENT_FORMAT = "concrete-qnn fhe client"
-SERVER_FORMAT = "concrete-qnn fhe server"
+# The artifacts' format names and version (``formats.FHE_CLIENT`` and ``FHE_SERVER``).
+FORMAT_VERSION = FHE_CLIENT.version
+CLIENT_FORMAT = FHE_CLIENT.name
+SERVER_FORMAT = FHE_SERVER.name
 CLIENT_FILES = ("client.json", "client.specs.json")
 SERVER_FILES = ("server.json", "server.zip")
 # Largest member read from a zipped client artifact (its files are a few kB).
@@ -102,11 +114,8 @@ def save_fhe(circuit, io: ModelIO, directory) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         specs = circuit.circuit.client.specs.serialize()
-        header = {
-            "format_version": FORMAT_VERSION,
-            "packages": package_versions(),
-            "circuit": fingerprint(specs),
-        }
+        # Both JSON files name the packages that wrote them and the circuit's fingerprint.
+        provenance = {"packages": package_versions(), "circuit": fingerprint(specs)}
         client_dir, server_dir = staging / "client", staging / "server"
         client_dir.mkdir()
         server_dir.mkdir()
@@ -114,9 +123,9 @@ def save_fhe(circuit, io: ModelIO, directory) -> Path:
         _write_json(
             client_dir / "client.json",
             {
-                "format": CLIENT_FORMAT,
-                **header,
-                **_io_to_json(io),
+                **FHE_CLIENT.header(),
+                **provenance,
+                **io_to_json(io),
                 "output_offsets": circuit.output_offsets.tolist(),
             },
         )
@@ -124,7 +133,7 @@ def save_fhe(circuit, io: ModelIO, directory) -> Path:
         digest = sha256_file(server_dir / "server.zip")
         _write_json(
             server_dir / "server.json",
-            {"format": SERVER_FORMAT, **header, "server_zip_sha256": digest},
+            {**FHE_SERVER.header(), **provenance, "server_zip_sha256": digest},
         )
         staging.chmod(0o755)  # mkdtemp made it private; an artifact is meant to be shared
         if directory.exists():
@@ -158,22 +167,22 @@ class ClientArtifact:
 
         Raises
         ------
-        ValueError
+        ModelFileError
             If the directory or zip does not exist, a file is missing, unreadable or
             damaged, the format version differs, or the artifact was written with another
             concrete-python.
         """
         directory = Path(directory)
         files = _client_files(directory)
-        metadata = _check_header(directory / "client.json", files["client.json"], CLIENT_FORMAT)
+        metadata = _check_header(directory / "client.json", files["client.json"], FHE_CLIENT)
         specs = files["client.specs.json"]
         if fingerprint(specs) != metadata["circuit"]:
-            raise ValueError(
+            raise ModelFileError(
                 f"{directory / 'client.specs.json'} is damaged: its SHA-256 does not match "
                 "the fingerprint in client.json"
             )
         try:
-            io = _io_from_json(metadata)
+            io = io_from_json(metadata)
             offsets = metadata["output_offsets"]
             if not (
                 isinstance(offsets, list)
@@ -185,7 +194,7 @@ class ClientArtifact:
                     f"{reprlib.repr(offsets)}"
                 )
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{directory / 'client.json'} is damaged: {error!r}") from None
+            raise ModelFileError(f"{directory / 'client.json'} is damaged: {error!r}") from None
         return cls(
             directory,
             io,
@@ -213,75 +222,30 @@ class ServerArtifact:
 
         Raises
         ------
-        ValueError
+        ModelFileError
             If a file is missing, unreadable or damaged, the format version differs, or
             the artifact was written with another concrete-python.
         """
         directory = Path(directory)
         _require_directory(directory, "server.json", "server")
         path = directory / "server.json"
-        metadata = _check_header(path, _read_bytes(path), SERVER_FORMAT)
+        metadata = _check_header(path, _read_bytes(path), FHE_SERVER)
         circuit_path = directory / "server.zip"
         if not circuit_path.is_file():
-            raise ValueError(f"{circuit_path} is missing")
+            raise ModelFileError(f"{circuit_path} is missing")
         if sha256_file(circuit_path) != metadata.get("server_zip_sha256"):
-            raise ValueError(f"{circuit_path} is damaged: its SHA-256 does not match server.json")
+            raise ModelFileError(
+                f"{circuit_path} is damaged: its SHA-256 does not match server.json"
+            )
         return cls(directory, circuit_path, metadata["circuit"], metadata["packages"])
 
 
-# ---------------------------------------------------------------------- JSON
-def _io_to_json(io: ModelIO) -> dict:
-    head = io.head
-    return {
-        "input": {
-            "n_features": io.n_features,
-            "scale": io.input_scale,
-            "code_range": list(io.input_range),
-            "feature_mean": None if io.feature_mean is None else io.feature_mean.tolist(),
-            "feature_std": None if io.feature_std is None else io.feature_std.tolist(),
-        },
-        "output": {
-            "scales": io.output_scales.tolist(),
-            "task": head.task,
-            "classes": None if head.classes is None else head.classes.tolist(),
-            "target_ndim": head.target_ndim,
-            "target_mean": np.asarray(head.target_mean).tolist(),
-            "target_std": np.asarray(head.target_std).tolist(),
-        },
-        "feature_names": None
-        if io.feature_names is None
-        else io.feature_names.astype(str).tolist(),
-    }
-
-
-def _io_from_json(metadata: dict) -> ModelIO:
-    quantizer, output = metadata["input"], metadata["output"]
-    classes = output["classes"]
-    head = OutputHead(
-        str(output["task"]),
-        None if classes is None else np.asarray(classes),
-        int(output["target_ndim"]),
-        target_statistic(output["target_mean"]),
-        target_statistic(output["target_std"]),
-    )
-    mean, std = quantizer["feature_mean"], quantizer["feature_std"]
-    return ModelIO(
-        float(quantizer["scale"]),
-        [int(code) for code in quantizer["code_range"]],
-        int(quantizer["n_features"]),
-        np.asarray(output["scales"], dtype=np.float64),
-        head,
-        metadata["feature_names"],
-        None if mean is None else np.asarray(mean, dtype=np.float64),
-        None if std is None else np.asarray(std, dtype=np.float64),
-    )
-
-
+# ---------------------------------------------------------------------- checks
 def _require_directory(directory: Path, name: str, role: str) -> None:
     if not directory.is_dir():
-        raise ValueError(f"no such directory: {directory}")
+        raise ModelFileError(f"no such directory: {directory}")
     if not (directory / name).is_file():
-        raise ValueError(
+        raise ModelFileError(
             f"{directory} is not an FHE {role} artifact: {name} is missing (pass save_fhe's "
             f"DIRECTORY/{role})"
         )
@@ -291,50 +255,45 @@ def _client_files(path: Path) -> dict[str, bytes]:
     """The client artifact's files, from its directory or from a zip of it."""
     if path.is_file():
         if not zipfile.is_zipfile(path):
-            raise ValueError(f"{path} is neither a client artifact directory nor a zip of one")
+            raise ModelFileError(f"{path} is neither a client artifact directory nor a zip of one")
         try:
             with zipfile.ZipFile(path) as archive:
                 files = {}
                 for name in CLIENT_FILES:
                     info = archive.getinfo(name)
                     if info.file_size > _MAX_MEMBER_BYTES:
-                        raise ValueError(f"{path}: {name} is over {_MAX_MEMBER_BYTES} bytes")
+                        raise ModelFileError(f"{path}: {name} is over {_MAX_MEMBER_BYTES} bytes")
                     files[name] = archive.read(info)
                 return files
         except KeyError as error:
-            raise ValueError(f"{path} is not an FHE client artifact: {error}") from None
+            raise ModelFileError(f"{path} is not an FHE client artifact: {error}") from None
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as error:
-            raise ValueError(f"{path} is damaged: {error!r}") from None
+            raise ModelFileError(f"{path} is damaged: {error!r}") from None
     _require_directory(path, "client.json", "client")
     return {name: _read_bytes(path / name) for name in CLIENT_FILES}
 
 
-def _check_header(path: Path, content: bytes, expected_format: str) -> dict:
+def _check_header(path: Path, content: bytes, file_format: FileFormat) -> dict:
     """The JSON ``content`` of ``path``, with its format, version, checksum, package
     versions and fingerprint checked."""
     try:
         metadata = json.loads(content)
     except (UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"{path} is damaged: {error}") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != expected_format:
-        raise ValueError(f"{path} is not a {expected_format} file")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {metadata.get('format_version')!r}; this concrete-qnn "
-            f"reads version {FORMAT_VERSION}"
-        )
+        raise ModelFileError(f"{path} is damaged: {error}") from None
     try:
-        intact = metadata.get("sha256") == _content_sha256(metadata)
-    except ValueError:  # NaN or infinity: never written by save_fhe
-        intact = False
-    if not intact:
-        raise ValueError(f"{path} is damaged or was edited: its content does not match its SHA-256")
+        file_format.check(metadata)
+    except ValueError as error:
+        raise ModelFileError(f"{path} is not a valid {file_format.name} file: {error}") from None
+    if not sha256_matches(metadata):
+        raise ModelFileError(
+            f"{path} is damaged or was edited: its content does not match its SHA-256"
+        )
     packages = metadata.get("packages")
     if not isinstance(packages, dict) or not isinstance(metadata.get("circuit"), str):
-        raise ValueError(f"{path} is damaged: it lacks the package versions or the fingerprint")
+        raise ModelFileError(f"{path} is damaged: it lacks the package versions or the fingerprint")
     installed = package_versions()[_RUNTIME]
     if packages.get(_RUNTIME) != installed:
-        raise ValueError(
+        raise ModelFileError(
             f"{path} was written with {_RUNTIME} {packages.get(_RUNTIME)}, this environment "
             f"has {installed}: install that version, or compile and save_fhe the model again"
         )
@@ -345,18 +304,11 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
-        raise ValueError(f"cannot read {path}: {error}") from None
+        raise ModelFileError(f"cannot read {path}: {error}") from None
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps({**data, "sha256": _content_sha256(data)}, indent=1) + "\n")
-
-
-def _content_sha256(metadata: dict) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``metadata`` without its ``"sha256"`` entry."""
-    content = {key: value for key, value in metadata.items() if key != "sha256"}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    path.write_text(json.dumps(with_sha256(data), indent=1) + "\n")
 
 
 def sha256_file(path: Path) -> str:

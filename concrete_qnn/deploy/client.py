@@ -19,10 +19,11 @@ import numpy as np
 from sklearn.utils import check_array
 
 from concrete_qnn.deploy import evaluation_keys as key_format
-from concrete_qnn.deploy.artifacts import FORMAT_VERSION, ClientArtifact
+from concrete_qnn.deploy.artifacts import ClientArtifact
+from concrete_qnn.exceptions import ModelFileError, NotCompiledError
 from concrete_qnn.fhe import _import_fhe
+from concrete_qnn.integer.formats import FHE_KEYS
 
-KEYS_FORMAT = "concrete-qnn fhe keys"
 # concrete-python reads seed 0 as "draw a random seed".
 _MAX_SEED = 2**128
 
@@ -45,7 +46,7 @@ class FHEClient:
 
     Raises
     ------
-    ValueError
+    ModelFileError
         If the artifact is missing, damaged, of another format version or written with
         another concrete-python.
     """
@@ -56,7 +57,7 @@ class FHEClient:
         try:
             specs = fhe.ClientSpecs.deserialize(self.artifact.specs)
         except (RuntimeError, ValueError) as error:
-            raise ValueError(f"{directory}: client.specs.json is damaged: {error}") from None
+            raise ModelFileError(f"{directory}: client.specs.json is damaged: {error}") from None
         self._client = fhe.Client(specs)
         self._has_keys = False
         self._evaluation_keys: bytes | None = None
@@ -110,8 +111,8 @@ class FHEClient:
 
         Raises
         ------
-        RuntimeError
-            If no keys were generated or loaded.
+        NotCompiledError
+            If no keys were generated or loaded (a RuntimeError).
         ValueError
             If ``path`` already exists.
         """
@@ -119,7 +120,7 @@ class FHEClient:
         path = Path(path)
         if path.exists():
             raise ValueError(f"{path} already exists; keys are never overwritten")
-        header = {"format": KEYS_FORMAT, "format_version": FORMAT_VERSION, "circuit": self.circuit}
+        header = {**FHE_KEYS.header(), "circuit": self.circuit}
         # Readable by its owner only, and never replacing a file (O_EXCL).
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as file, zipfile.ZipFile(file, "w") as archive:
@@ -131,8 +132,9 @@ class FHEClient:
 
         Raises
         ------
-        ValueError
-            If the file is missing, damaged, or holds the keys of another model.
+        ModelFileError
+            If the file is missing, damaged, of another format version, or holds the keys
+            of another model.
         """
         fhe = _import_fhe()
         path = Path(path)
@@ -141,20 +143,17 @@ class FHEClient:
                 header = json.loads(archive.read("keys.json"))
                 keyset = archive.read("keyset.bin")
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{path} is not a readable keys file: {error}") from None
-        if not isinstance(header, dict) or header.get("format") != KEYS_FORMAT:
-            raise ValueError(f"{path} is not a {KEYS_FORMAT} file")
-        if header.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has format version {header.get('format_version')!r}; this "
-                f"concrete-qnn reads version {FORMAT_VERSION}"
-            )
+            raise ModelFileError(f"{path} is not a readable keys file: {error}") from None
+        try:
+            FHE_KEYS.check(header)
+        except ValueError as error:
+            raise ModelFileError(f"{path} is not a valid {FHE_KEYS.name} file: {error}") from None
         if header.get("circuit") != self.circuit:
-            raise ValueError(f"{path} holds the keys of another model (circuit fingerprint)")
+            raise ModelFileError(f"{path} holds the keys of another model (circuit fingerprint)")
         try:
             keys = fhe.Keys.deserialize(keyset)
         except RuntimeError as error:
-            raise ValueError(f"{path}: keyset.bin is damaged: {error}") from None
+            raise ModelFileError(f"{path}: keyset.bin is damaged: {error}") from None
         self._client.keys = keys
         self._has_keys = True
         self._evaluation_keys = None
@@ -166,8 +165,8 @@ class FHEClient:
 
         Raises
         ------
-        RuntimeError
-            If no keys were generated or loaded.
+        NotCompiledError
+            If no keys were generated or loaded (a RuntimeError).
         """
         self._require_keys()
         if self._evaluation_keys is None:
@@ -181,7 +180,7 @@ class FHEClient:
 
     def _require_keys(self) -> None:
         if not self._has_keys:
-            raise RuntimeError("the client has no keys: call keygen() or load_keys(path) first")
+            raise NotCompiledError("the client has no keys: call keygen() or load_keys(path) first")
 
     # ------------------------------------------------------------------ data
     def encrypt(self, X) -> list[bytes]:
@@ -200,8 +199,8 @@ class FHEClient:
 
         Raises
         ------
-        RuntimeError
-            If no keys were generated or loaded.
+        NotCompiledError
+            If no keys were generated or loaded (a RuntimeError).
         ValueError
             If ``X`` is not finite, has another number of features, or other column names.
         """
@@ -214,8 +213,8 @@ class FHEClient:
 
         Raises
         ------
-        RuntimeError
-            If no keys were generated or loaded.
+        NotCompiledError
+            If no keys were generated or loaded (a RuntimeError).
         ValueError
             If a ciphertext is damaged or not a result of this model's circuit.
         TypeError

@@ -47,6 +47,7 @@ from concrete_qnn.deploy.artifacts import (
     sha256_file,
 )
 from concrete_qnn.deploy.worker import WorkerCrashed, WorkerPool
+from concrete_qnn.exceptions import ModelFileError
 
 MB = 2**20
 DEFAULT_MAX_KEY_MB = 4096
@@ -88,8 +89,10 @@ def create_app(
 
     Raises
     ------
+    ModelFileError
+        If an artifact is missing, damaged or mismatched (a ValueError).
     ValueError
-        If an artifact is missing, damaged or mismatched, or a parameter is out of range.
+        If a parameter is out of range, or ``directory`` is one part of an artifact.
     ImportError
         If starlette or uvicorn is missing.
     """
@@ -115,7 +118,9 @@ def create_app(
     server_artifact = ServerArtifact.load(directory / "server")
     client_artifact = ClientArtifact.load(directory / "client")
     if client_artifact.circuit != server_artifact.circuit:
-        raise ValueError(f"{directory}: the client and server artifacts are of different models")
+        raise ModelFileError(
+            f"{directory}: the client and server artifacts are of different models"
+        )
     keys_dir = Path(keys_dir) if keys_dir is not None else directory / "evaluation_keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
     client_zip = _zip(client_artifact.directory, CLIENT_FILES)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from concrete_qnn.deploy import evaluation_keys as key_format
 from concrete_qnn.deploy.artifacts import ServerArtifact, fingerprint
+from concrete_qnn.exceptions import ModelFileError
 from concrete_qnn.fhe import _import_fhe
 
 
@@ -30,9 +31,10 @@ class FHEServer:
 
     Raises
     ------
-    ValueError
+    ModelFileError
         If the artifact is missing, damaged, of another format version or written with
-        another concrete-python.
+        another concrete-python, or its server.zip does not hold the circuit server.json
+        names.
     """
 
     def __init__(self, directory):
@@ -41,7 +43,7 @@ class FHEServer:
         self._server = self._fhe.Server.load(self.artifact.circuit_path)
         if fingerprint(self._server.client_specs.serialize()) != self.artifact.circuit:
             self._server.cleanup()
-            raise ValueError(
+            raise ModelFileError(
                 f"{self.artifact.circuit_path} does not hold the circuit server.json names"
             )
 

@@ -24,9 +24,11 @@ from sklearn.exceptions import NotFittedError
 from concrete_qnn import QNNClassifier, QNNRegressor
 from concrete_qnn.deploy import FHEClient, FHEServer, ServerError
 from concrete_qnn.deploy import evaluation_keys as key_format
-from concrete_qnn.deploy.artifacts import CLIENT_FILES, ClientArtifact, _content_sha256, save_fhe
+from concrete_qnn.deploy.artifacts import CLIENT_FILES, ClientArtifact, save_fhe
 from concrete_qnn.deploy.batch import run_on_dask
 from concrete_qnn.deploy.http_server import _zip, serve_in_subprocess
+from concrete_qnn.exceptions import ModelFileError, NotCompiledError
+from concrete_qnn.integer.formats import content_sha256
 
 ROWS = [0, 60, 120]
 
@@ -79,6 +81,7 @@ def encrypted(iris, deployed):
 
 
 # ---------------------------------------------------------------------- in process
+@pytest.mark.slow  # the first to compile and keygen (deployed)
 def test_client_and_server_give_exactly_the_clear_predictions(iris, deployed, encrypted):
     X, _ = iris
     model, _, client = deployed
@@ -139,6 +142,7 @@ def regressor_artifacts(iris, tmp_path_factory):
     X=arrays(np.float64, (3, 4), elements=st.floats(-1e6, 1e6)),
     accumulators=arrays(np.int64, (3, 1), elements=st.integers(-(2**20), 2**20)),
 )
+@pytest.mark.slow  # fits and compiles a regressor
 def test_client_artifact_quantizes_and_predicts_as_the_integer_model(
     regressor_artifacts, X, accumulators
 ):
@@ -151,6 +155,7 @@ def test_client_artifact_quantizes_and_predicts_as_the_integer_model(
     assert list(artifact.io.feature_names) == list("abcd")
 
 
+@pytest.mark.slow  # keygen, twice
 def test_seeded_keys_repeat_and_saved_keys_decrypt(deployed, encrypted, other_keys, tmp_path):
     _, directory, client = deployed
     _, results = encrypted
@@ -166,9 +171,9 @@ def test_seeded_keys_repeat_and_saved_keys_decrypt(deployed, encrypted, other_ke
     loaded.load_keys(tmp_path / "keys.zip")
     np.testing.assert_array_equal(loaded.predict(results), client.predict(results))
     other_keys.save_keys(tmp_path / "other.zip")
-    with pytest.raises(ValueError, match="holds the keys of another model"):
+    with pytest.raises(ModelFileError, match="holds the keys of another model"):
         loaded.load_keys(tmp_path / "other.zip")
-    with pytest.raises(ValueError, match="not a readable keys file"):
+    with pytest.raises(ModelFileError, match="not a readable keys file"):
         loaded.load_keys(directory / "client" / "client.json")
     np.testing.assert_array_equal(loaded.predict(results), client.predict(results))
 
@@ -177,7 +182,7 @@ def test_client_refusals(iris, deployed, encrypted):
     X, _ = iris
     _, directory, client = deployed
     fresh = FHEClient(directory / "client")
-    with pytest.raises(RuntimeError, match=r"no keys: call keygen\(\) or load_keys"):
+    with pytest.raises(NotCompiledError, match=r"no keys: call keygen\(\) or load_keys"):
         fresh.encrypt(X[:1])
     for seed in (0, -1, 2**128, 1.5, True):
         with pytest.raises(ValueError, match=r"seed must be None or an integer in \[1, 2\*\*128\)"):
@@ -203,17 +208,17 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
         if path.is_file():
             (copy / path.relative_to(directory)).write_bytes(path.read_bytes())
     with pytest.raises(
-        ValueError, match=r"client.json is missing \(pass save_fhe's DIRECTORY/client"
+        ModelFileError, match=r"client.json is missing \(pass save_fhe's DIRECTORY/client"
     ):
         FHEClient(copy)
-    with pytest.raises(ValueError, match="no such directory"):
+    with pytest.raises(ModelFileError, match="no such directory"):
         FHEClient(copy / "missing")
     client_json = copy / "client" / "client.json"
     metadata = json.loads(client_json.read_text())
 
     def rewrite(changed: dict) -> None:
         """``client.json`` with ``changed`` content and a checksum that matches it."""
-        client_json.write_text(json.dumps({**changed, "sha256": _content_sha256(changed)}))
+        client_json.write_text(json.dumps({**changed, "sha256": content_sha256(changed)}))
 
     rewrite({**metadata, "feature_names": list("abcd")})
     with pytest.raises(ValueError, match=r"X has the columns \['a', 'b', 'd', 'c'\]"):
@@ -234,7 +239,7 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
     ]
     for changed, message in cases:
         rewrite(changed)
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ModelFileError, match=message):
             FHEClient(copy / "client")
     # An edit that keeps valid JSON but not the checksum: the input scale, a class label,
     # the fingerprint (which must not blame client.specs.json), a NaN.
@@ -245,19 +250,19 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
     ]
     for edited in edits:
         client_json.write_text(json.dumps(edited))
-        with pytest.raises(ValueError, match=r"client\.json is damaged or was edited"):
+        with pytest.raises(ModelFileError, match=r"client\.json is damaged or was edited"):
             FHEClient(copy / "client")
     client_json.write_text(json.dumps(metadata).replace('"sha256"', '"nan": NaN, "sha256"'))
-    with pytest.raises(ValueError, match=r"client\.json is damaged or was edited"):
+    with pytest.raises(ModelFileError, match=r"client\.json is damaged or was edited"):
         FHEClient(copy / "client")
     client_json.write_text(json.dumps(metadata)[:-20])
-    with pytest.raises(ValueError, match=r"client\.json is damaged"):
+    with pytest.raises(ModelFileError, match=r"client\.json is damaged"):
         FHEClient(copy / "client")
     server_zip = copy / "server" / "server.zip"
     damaged = bytearray(server_zip.read_bytes())
     damaged[len(damaged) // 2] ^= 1
     server_zip.write_bytes(bytes(damaged))
-    with pytest.raises(ValueError, match=r"server\.zip is damaged: its SHA-256 does not match"):
+    with pytest.raises(ModelFileError, match=r"server\.zip is damaged: its SHA-256 does not match"):
         FHEServer(copy / "server")
     with pytest.raises(ValueError, match="already exists and is not an empty directory"):
         model.save_fhe(copy)
@@ -270,6 +275,7 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
 
 
 # ---------------------------------------------------------------------- HTTP
+@pytest.mark.slow  # a server in a subprocess
 def test_http_server_round_trip_restart_and_refusals(iris, deployed, other_keys, tmp_path):
     X, _ = iris
     model, directory, client = deployed
@@ -414,6 +420,7 @@ def _concrete_bytes(client: FHEClient) -> bytes:
 
 
 # ---------------------------------------------------------------------- Dask
+@pytest.mark.slow  # a Dask cluster
 def test_dask_batch_equals_in_process_and_loads_once_per_worker(deployed, encrypted):
     _, directory, client = deployed
     ciphertexts, results = encrypted
