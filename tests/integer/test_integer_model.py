@@ -26,6 +26,9 @@ DATASETS = {
     "diabetes": datasets.load_diabetes,
 }
 
+# Fits of more than ~3 s each.
+SLOW_DATASETS = ("breast_cancer", "digits")
+
 
 def standardized(name):
     X, y = DATASETS[name](return_X_y=True)
@@ -63,7 +66,13 @@ def regressor():
 @pytest.mark.filterwarnings("ignore:make_pruning_permanent repaired")
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("bits", [(2, 2, 5), (3, 3, 8), (4, 4, 10)])
-@pytest.mark.parametrize("name", list(DATASETS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_DATASETS else name
+        for name in DATASETS
+    ],
+)
 def test_integer_model_agrees_with_the_torch_module(name, bits, signed):
     n_w_bits, n_a_bits, n_accum_bits = bits
     model, X, _ = fit(
@@ -91,6 +100,7 @@ def test_integer_model_agrees_with_the_torch_module(name, bits, signed):
         np.testing.assert_array_equal(model.predict(X), model.classes_[outputs.argmax(axis=1)])
 
 
+@pytest.mark.slow  # the first to fit digits_model and regressor
 def test_estimator_predictions_come_from_the_integer_model(digits_model, regressor):
     model, X, _ = digits_model
     np.testing.assert_array_equal(model.predict(X), model.integer_model_.predict(X))
@@ -198,6 +208,7 @@ def test_save_and_load_give_identical_predictions(digits_model, regressor, which
     assert metadata["config"]["n_accum_bits"] == 8
 
 
+@pytest.mark.slow  # fits
 def test_string_labels_and_feature_names_survive_a_file(tmp_path):
     import pandas as pd
 
@@ -431,6 +442,7 @@ def test_integer_model_refuses_inconsistent_arrays(digits_model):
         IntegerModel(**{**arguments, "scales": [*integer.scales[:2], -integer.scales[2]]})
 
 
+@pytest.mark.slow  # fits
 def test_standardization_inside_the_model_matches_a_scaler_outside(tmp_path):
     X, y = datasets.load_wine(return_X_y=True)
     scaler = StandardScaler().fit(X)

@@ -73,6 +73,7 @@ def assert_refused_or_identical(path, original, X) -> str:
     return "identical"
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_single_byte_change_is_refused_or_harmless(saved, tmp_path_factory, data):
@@ -99,6 +100,7 @@ def test_every_truncation_is_refused(saved, tmp_path_factory, length):
         load(path)
 
 
+@pytest.mark.slow
 def test_inverted_bytes_are_refused_or_harmless(saved, tmp_path):
     """The issue's sweep (a byte XOR 0xFF) over every zip header and directory byte and every
     4th byte of compressed data: on main, zlib.error, NotImplementedError and
