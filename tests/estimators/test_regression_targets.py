@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from concrete_qnn import QNNRegressor, load
-from concrete_qnn.integer_model import _content_sha256
+from concrete_qnn.integer.formats import content_sha256
 
 # Measured on this split: 0.1855 at 10 epochs, 0.3676 at the default 60, identical to five
 # decimals for standardized, raw, 1e-3 and 1e6 targets (main gave -4.18 on raw targets).
@@ -96,7 +96,7 @@ def test_files_with_one_target_mean_still_load(diabetes, tmp_path):
     metadata = json.loads(arrays["metadata"].tobytes())
     metadata["target_mean"], metadata["target_std"] = 100.0, 2.0
     del arrays["metadata"]
-    metadata["sha256"] = _content_sha256(arrays, metadata)  # written so, not edited
+    metadata["sha256"] = content_sha256(metadata, arrays)  # written so, not edited
     arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
     np.savez_compressed(tmp_path / "old.npz", **arrays)
     old = load(tmp_path / "old.npz")
