@@ -1,7 +1,12 @@
 """README's two set-up commands stay true to the CLI and to CI; its figures, to the benchmarks."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,3 +62,23 @@ def test_readme_is_a_door_and_its_links_resolve():
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
         if "://" not in target:
             assert (ROOT / target).exists(), target
+
+
+@pytest.mark.slow
+def test_readme_example_runs_as_printed_and_the_encrypted_prediction_is_the_clear_one():
+    pytest.importorskip("concrete.fhe")
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("```python")
+    code = "\n".join(lines[start + 1 : lines.index("```", start + 1)])
+    # a child process: concrete's runtime can hide the exit status of the one that executed
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    printed = run.stdout.splitlines()
+    encrypted, clear = re.fullmatch(r"(\[.*\]) (\[.*\])", printed[-1]).groups()
+    assert encrypted == clear
+    # README quotes this output block verbatim
+    quoted = lines[lines.index("```text") + 1 : lines.index("```", lines.index("```text") + 1)]
+    assert printed == quoted
