@@ -1,11 +1,13 @@
 """The file formats: their names and versions, the content digest, the JSON layout of the
-model's clear ends, and the metadata checks, declared as data.
+model's clear ends, and the metadata checks, declared as data (tables of
+``constraints.Constraint``).
 
-Shared by the ``.npz`` model files (``integer.model_file``) and the deployment artifacts'
-JSON (``deploy.artifacts``). Every file's JSON metadata names its format and version and
-carries ``"sha256"``, the SHA-256 of its content (``content_sha256``): a file that was
-damaged or edited is refused even when it is still valid JSON. Nothing here imports torch,
-concrete or pickle.
+Shared by the ``.npz`` model files (``integer.model_file``), the deployment artifacts' JSON
+(``deploy.artifacts``) and the keys file (``deploy.client``). Every file's JSON metadata names
+its format and version (``FileFormat``); the model files and the artifacts' JSON also carry
+``"sha256"``, the SHA-256 of their content (``content_sha256``), so a file that was damaged
+or edited is refused even when it is still valid JSON. Nothing here imports torch, concrete
+or pickle.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import reprlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from concrete_qnn.constraints import Constraint, is_integer, is_number
 from concrete_qnn.integer.io import ModelIO, OutputHead, target_statistic
 
 
@@ -51,7 +53,7 @@ class FileFormat:
         if not isinstance(metadata, dict) or metadata.get("format") != self.name:
             raise ValueError(f"its metadata does not name the format {self.name!r}")
         version = metadata.get("format_version")
-        if not _is_int(version) or version != self.version:
+        if not is_integer(version) or version != self.version:
             raise ValueError(
                 f"it has format version {reprlib.repr(version)}; this concrete-qnn reads "
                 f"version {self.version}"
@@ -103,17 +105,9 @@ def sha256_matches(metadata: dict, arrays: dict | None = None) -> bool:
 
 
 # ---------------------------------------------------------------------- entries
-@dataclass(frozen=True)
-class Entry:
-    """A metadata entry's test and what it must be (for the error message)."""
-
-    valid: Callable[[object], bool]
-    description: str
-
-
 def check_entries(section: dict, entries: dict) -> None:
-    """Check that ``section`` holds each of ``entries`` (name -> ``Entry``, or a dict of
-    entries for a nested JSON object), first at this level, then inside nested objects.
+    """Check that ``section`` holds each of ``entries`` (name -> ``Constraint``, or a dict
+    of entries for a nested JSON object), first at this level, then inside nested objects.
 
     Raises
     ------
@@ -126,21 +120,13 @@ def check_entries(section: dict, entries: dict) -> None:
             raise ValueError(f"it lacks the entry {key!r}")
         if isinstance(entry, dict):
             entry = _OBJECT
-        if not entry.valid(section[key]):
+        if not entry.accepts(section[key]):
             raise ValueError(
-                f"its entry {key!r} must be {entry.description}, got {reprlib.repr(section[key])}"
+                f"its entry {key!r} must be {entry.allowed}, got {reprlib.repr(section[key])}"
             )
     for key, entry in entries.items():
         if isinstance(entry, dict):
             check_entries(section[key], entry)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _distinct_list(values, kinds) -> bool:
@@ -154,55 +140,56 @@ def _distinct_list(values, kinds) -> bool:
 
 
 def _numbers(value) -> bool:
-    return isinstance(value, list) and len(value) > 0 and all(_is_number(v) for v in value)
+    return isinstance(value, list) and len(value) > 0 and all(is_number(v) for v in value)
 
 
-_OBJECT = Entry(lambda value: isinstance(value, dict), "an object")
-BITS = Entry(lambda value: _is_int(value) and 1 <= value <= 64, "an integer from 1 to 64")
-FLAG = Entry(lambda value: isinstance(value, bool), "true or false")
-NUMBER = Entry(_is_number, "a number")
-POSITIVE_INTEGER = Entry(lambda value: _is_int(value) and value >= 1, "a positive integer")
-SHA256 = Entry(
+_OBJECT = Constraint(lambda value: isinstance(value, dict), "an object")
+_BITS = Constraint(lambda value: is_integer(value) and 1 <= value <= 64, "an integer from 1 to 64")
+_FLAG = Constraint(lambda value: isinstance(value, bool), "true or false")
+_NUMBER = Constraint(is_number, "a number")
+_POSITIVE_INTEGER = Constraint(lambda value: is_integer(value) and value >= 1, "a positive integer")
+_SHA256 = Constraint(
     lambda value: isinstance(value, str) and len(value) == 64,
     "the 64 hex digits of the content's SHA-256",
 )
+_STATISTIC = Constraint(
+    lambda value: is_number(value) or _numbers(value), "a number or a list of numbers"
+)
 # The output head (``head_to_json``).
 HEAD_ENTRIES = {
-    "task": Entry(
+    "task": Constraint(
         lambda value: value in ("classification", "regression"), "classification or regression"
     ),
-    "classes": Entry(
+    "classes": Constraint(
         lambda value: value is None or _distinct_list(value, (str, int, float, bool)),
         "null or a list of distinct labels of one type",
     ),
-    "target_ndim": Entry(lambda value: _is_int(value) and value in (1, 2), "1 or 2"),
-    "target_mean": Entry(
-        lambda value: _is_number(value) or _numbers(value), "a number or a list of numbers"
-    ),
-    "target_std": Entry(
-        lambda value: _is_number(value) or _numbers(value), "a number or a list of numbers"
-    ),
+    "target_ndim": Constraint(lambda value: is_integer(value) and value in (1, 2), "1 or 2"),
+    "target_mean": _STATISTIC,
+    "target_std": _STATISTIC,
 }
-FEATURE_NAMES = Entry(
+FEATURE_NAMES = Constraint(
     lambda value: value is None or _distinct_list(value, (str,)),
     "null or a list of distinct strings",
 )
-_STANDARDIZATION = Entry(
+_STANDARDIZATION = Constraint(
     lambda value: value is None or _numbers(value), "null or a list of numbers"
 )
 # The input quantizer and output head of a deployment artifact (``io_to_json``).
 IO_ENTRIES = {
     "input": {
-        "n_features": POSITIVE_INTEGER,
-        "scale": NUMBER,
-        "code_range": Entry(
-            lambda value: isinstance(value, list) and len(value) == 2 and all(map(_is_int, value)),
+        "n_features": _POSITIVE_INTEGER,
+        "scale": _NUMBER,
+        "code_range": Constraint(
+            lambda value: (
+                isinstance(value, list) and len(value) == 2 and all(map(is_integer, value))
+            ),
             "two integers",
         ),
         "feature_mean": _STANDARDIZATION,
         "feature_std": _STANDARDIZATION,
     },
-    "output": {"scales": Entry(_numbers, "a list of numbers"), **HEAD_ENTRIES},
+    "output": {"scales": Constraint(_numbers, "a list of numbers"), **HEAD_ENTRIES},
     "feature_names": FEATURE_NAMES,
 }
 
@@ -288,12 +275,12 @@ def _array_from_json(values: list | None) -> np.ndarray | None:
 # The configuration an integer model keeps and its file stores (the module's names;
 # n_input_bits an integer).
 CONFIG_ENTRIES = {
-    "n_w_bits": BITS,
-    "n_a_bits": BITS,
-    "n_input_bits": BITS,
-    "n_accum_bits": BITS,
-    "quant_signed": FLAG,
-    "quant_narrow": FLAG,
+    "n_w_bits": _BITS,
+    "n_a_bits": _BITS,
+    "n_input_bits": _BITS,
+    "n_accum_bits": _BITS,
+    "quant_signed": _FLAG,
+    "quant_narrow": _FLAG,
 }
 CONFIG_KEYS = tuple(CONFIG_ENTRIES)
 # The metadata of an ``.npz`` model file; the arrays' shapes, dtypes and ranges are checked by
@@ -304,16 +291,16 @@ MODEL_FILE = FileFormat(
     5,
     {
         "config": CONFIG_ENTRIES,
-        "input_scale": NUMBER,
-        "n_layers": POSITIVE_INTEGER,
+        "input_scale": _NUMBER,
+        "n_layers": _POSITIVE_INTEGER,
         **HEAD_ENTRIES,
         "feature_names": FEATURE_NAMES,
-        "certificate": Entry(lambda value: isinstance(value, list), "a list of rows"),
-        "lsbs_to_remove": Entry(
-            lambda value: isinstance(value, list) and all(_is_int(k) and k >= 0 for k in value),
+        "certificate": Constraint(lambda value: isinstance(value, list), "a list of rows"),
+        "lsbs_to_remove": Constraint(
+            lambda value: isinstance(value, list) and all(is_integer(k) and k >= 0 for k in value),
             "a list of non-negative integers",
         ),
-        "sha256": SHA256,
+        "sha256": _SHA256,
     },
 )
 # The deployment artifacts' JSON files (``deploy.artifacts``), checked there.
