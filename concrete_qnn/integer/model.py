@@ -138,14 +138,17 @@ class IntegerModel:
 
     @property
     def weight_range(self) -> tuple[int, int]:
+        """Codes the weights may take (signed, ``n_w_bits`` bits)."""
         return code_range(self.config["n_w_bits"], True, self.config["quant_narrow"])
 
     @property
     def n_features_in(self) -> int:
+        """Number of input features (columns of ``X``)."""
         return self.weights[0].shape[1]
 
     @property
     def n_layers(self) -> int:
+        """Number of linear layers (one table lookup between two of them)."""
         return len(self.weights)
 
     # ------------------------------------------------------------------ inference
