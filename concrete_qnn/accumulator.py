@@ -1,8 +1,8 @@
 """Integer code ranges, worst-case accumulator intervals and bit-widths.
 
 Pure functions on integers (numpy ``int64``): no torch, no Brevitas. They define the
-accumulator guarantee of ``DESIGN.md`` section 3 and are shared by the torch module, the
-certificate and the tests.
+accumulator guarantee (every neuron's worst case over every reachable input code fits
+``n_accum_bits``) and are shared by the torch module, the certificate and the tests.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ MAX_AUTO_INPUT_BITS = 8
 MIN_AUTO_INPUT_BITS = 2
 # Weights of code +1 that "auto" leaves room for in each neuron when the weight scale
 # follows the budget (weight_scaling="budget_mse"): four, measured at 3/3/5 and 3/3/6
-# (benchmarks/RESULTS.md; README, "Which weight scaling").
+# (benchmarks/RESULTS.md; the docs' guide, "Choosing rules and bit-widths").
 AUTO_UNIT_CODES_PER_NEURON = 4
 
 
@@ -110,8 +110,8 @@ def auto_input_bits(
     largest weight alone fills its budget; the input bits step down, never under
     ``MIN_AUTO_INPUT_BITS`` (2), until two or more such products fit (3/3/6: 2-bit inputs
     hold 3). On the five benchmark datasets at 3/3/6, 2-bit inputs beat 3-bit inputs on
-    every one (README, "Which accumulator rule"; ``benchmarks/RESULTS.md`` has the 2-bit
-    figures). The certificate covers whatever bits are chosen.
+    every one (the docs' guide, "Choosing rules and bit-widths"; ``benchmarks/RESULTS.md``
+    has the 2-bit figures). The certificate covers whatever bits are chosen.
     """
     if weight_scaling == "budget_mse":
         room = [
@@ -152,7 +152,7 @@ def accumulator_bounds(
     bias_codes : int array, shape (n_out,), bias in accumulator units
     input_range : (xmin, xmax)
         The codes each input can take: two ints (every input alike, the input quantizer's
-        codes) or two int arrays of shape (n_in,), one range per input (``DESIGN.md``
+        codes) or two int arrays of shape (n_in,), one range per input (``certificate``
         section 3, reachable input codes).
 
     Returns
@@ -176,9 +176,9 @@ def table_output_range(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Smallest and largest code each neuron's table gives over its certified interval.
 
-    The codes the next layer's inputs can reach (``DESIGN.md`` section 3): row ``j`` is read
-    at ``(A >> shift) - offsets[j]`` for every accumulator ``A`` in ``[low[j], high[j]]``,
-    that is at every index from ``(low[j] >> shift) - offsets[j]`` to
+    The codes the next layer's inputs can reach (the certificate's reachable codes): row
+    ``j`` is read at ``(A >> shift) - offsets[j]`` for every accumulator ``A`` in
+    ``[low[j], high[j]]``, that is at every index from ``(low[j] >> shift) - offsets[j]`` to
     ``(high[j] >> shift) - offsets[j]``; those entries, and only those, are reachable.
 
     Parameters

@@ -101,7 +101,7 @@ def to_integer_model(
 
 
 def accumulator_certificate(net, rounding_threshold_bits=None) -> AccumulatorCertificate:
-    """Per-layer worst-case accumulators over every reachable input code (DESIGN.md 3).
+    """Per-layer worst-case accumulators over every reachable input code.
 
     Layer 0's inputs reach the input quantizer's codes; each later layer's inputs reach
     the smallest and largest entry of the previous layer's table over that neuron's

@@ -37,7 +37,7 @@ class QNNClassifier(FittedModelMethods, QNNEstimatorBase, NeuralNetClassifier):
     the encrypted lookups without gaining accuracy), at least
     ``module__n_hidden_neurons_min`` (default 64). ``module__accumulator_rule`` defaults
     to ``"l1_budget"`` here (the module's own default is the seed's ``"fan_in"``): on the
-    benchmark protocol it wins on most datasets of both suites (README Results).
+    benchmark protocol it wins on most datasets of both suites (docs: Benchmarks, Results).
     ``module__n_input_bits`` defaults to ``"auto"`` here (the module's ``None`` keeps
     ``n_a_bits``): inputs get the finest codes the first layer's accumulator budget leaves
     room for (``accumulator.auto_input_bits``: 3 bits from 16 features on, 5 bits up to 7
@@ -48,7 +48,7 @@ class QNNClassifier(FittedModelMethods, QNNEstimatorBase, NeuralNetClassifier):
     inputs under the bound (``"budget_mse"``, ``concrete_qnn.weight_scaling``), and the
     inputs get the codes that leave room for four weights of code +1 per neuron (4 bits at
     6-bit bounds); at 6 bits that scored 0.9754 on breast_cancer where the max-abs scale
-    scored 0.9508 (README's hyperparameter guide). Training
+    scored 0.9508 (docs: Choosing rules and bit-widths). Training
     defaults: AdamW (``lr=0.002``, ``optimizer__weight_decay=0.1``), 60 epochs with a cosine
     learning-rate schedule (an ``LRScheduler`` in ``callbacks`` replaces it),
     ``batch_size="auto"`` (see ``auto_batch_size``: 64 rows up to 10,000 rows, then at most

@@ -9,11 +9,11 @@ DEFAULT_ROUNDING_THRESHOLD_BITS = 5
 
 # Hidden neurons per feature. The module's (the peer's) 4 costs twice the encrypted lookups
 # for nothing: 5-fold at 2 against 4, breast_cancer 0.9719/0.9701 (128 lookups, not 240),
-# digits 0.9766/0.9755, synthetic 0.8850/0.8825 (benchmarks/SUITES.md at 2; README Results).
+# digits 0.9766/0.9755, synthetic 0.8850/0.8825 (benchmarks/SUITES.md at 2).
 DEFAULT_HIDDEN_NEURONS_MULTIPLIER = 2
 
 # Fewest neurons per hidden layer: 2 features times the multiplier 4 are too few to bend a
-# boundary (make_circles 5-fold accuracy: 0.859 at 8 neurons, 0.959 at 64; README Results).
+# boundary (make_circles 5-fold accuracy: 0.859 at 8 neurons, 0.959 at 64; benchmarks/SUITES.md).
 DEFAULT_HIDDEN_NEURONS_MIN = 64
 
 
