@@ -8,7 +8,7 @@ predicting never imports torch.
 import importlib
 
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate
-from concrete_qnn.integer_model import IntegerModel, load
+from concrete_qnn.integer import IntegerModel, load
 
 _TORCH_NAMES = {
     "QNNClassifier": "concrete_qnn.estimators",

@@ -1,7 +1,7 @@
 """The accumulator certificate: per-layer worst-case intervals and bit-widths.
 
 A certificate is computed from integer weight codes, bias codes and the codes each layer's
-inputs can reach (``DESIGN.md`` section 3): the input quantizer's codes for the first layer,
+inputs can reach: the input quantizer's codes for the first layer,
 for each later layer the smallest and largest entry of the previous layer's table over that
 neuron's certified interval. It is a proof by interval arithmetic over every input, not a
 sample; ``certify_network`` computes it layer by layer, since each table is built from its

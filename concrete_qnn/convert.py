@@ -14,7 +14,13 @@ import torch
 
 from concrete_qnn.accumulator import lookup_bits_per_layer, lsbs_to_remove
 from concrete_qnn.certificate import AccumulatorCertificate, LayerCertificate, certify_network
-from concrete_qnn.integer_model import CONFIG_KEYS, MAX_LOOKUP_BITS, IntegerModel, OutputHead
+from concrete_qnn.integer import (
+    CONFIG_KEYS,
+    MAX_LOOKUP_BITS,
+    IntegerModel,
+    OutputHead,
+    require_lookup_bits,
+)
 from concrete_qnn.nn.quantizers import BIAS_CODE_RANGE
 
 # Table entries computed at once in to_integer_model: bounds its temporaries (~64 MB).
@@ -144,14 +150,9 @@ def certify(net, lookup_bits: list, prepare_layer=None, build_tables: bool = Fal
 
     def tabulate(layer, certified):
         read = int(certified.bits.max()) - lookup_shift(net, certified, lookup_bits[layer])
-        if read > MAX_LOOKUP_BITS:
-            if not build_tables:
-                return None
-            raise ValueError(
-                f"fc{layer}'s table would read {read} bits of its accumulator (2^{read} "
-                f"entries per neuron); tables read at most {MAX_LOOKUP_BITS} bits: "
-                f"set rounding_threshold_bits to at most {MAX_LOOKUP_BITS}"
-            )
+        if read > MAX_LOOKUP_BITS and not build_tables:
+            return None
+        require_lookup_bits(read, f"fc{layer}'s table")
         lookups.append(table(net, layer, certified, codes[layer][2], lookup_bits[layer]))
         return lookups[-1]
 

@@ -9,7 +9,7 @@ import torch
 from concrete_qnn import MAX_BITWIDTH_BACKWARD_COMPATIBLE, SparseQuantNeuralNetwork
 from concrete_qnn.config import PARAMETERS, NetworkConfig
 from concrete_qnn.exceptions import InvalidParameterError
-from concrete_qnn.integer_model import OutputHead
+from concrete_qnn.integer import OutputHead
 
 
 def test_signature_and_defaults():

@@ -115,7 +115,7 @@ def test_an_output_the_input_set_never_made_negative_still_decrypts_negative():
     ``x0 - x1`` is 0 on both corner rows and 3 on the one data row, yet reaches -7: the
     circuit returns it minus its certified lower end, so the unsigned result is right."""
     from concrete_qnn.fhe import FHECircuit
-    from concrete_qnn.integer_model import IntegerModel, OutputHead
+    from concrete_qnn.integer import IntegerModel, OutputHead
 
     integer = IntegerModel(
         config=dict(

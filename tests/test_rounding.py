@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from concrete_qnn import IntegerModel, QNNClassifier, load
 from concrete_qnn.accumulator import bits_needed, lookup_bits_per_layer, lsbs_to_remove
 from concrete_qnn.convert import layer_codes
-from concrete_qnn.integer_model import OutputHead
+from concrete_qnn.integer import OutputHead
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from skorch import NeuralNet, NeuralNetRegressor
 from concrete_qnn.estimators.base import QNNEstimatorBase
 from concrete_qnn.estimators.export import FittedModelMethods
 from concrete_qnn.estimators.parameters import estimator_init
-from concrete_qnn.integer_model import OutputHead
+from concrete_qnn.integer import OutputHead
 
 
 class QNNRegressor(FittedModelMethods, QNNEstimatorBase, NeuralNetRegressor):

@@ -29,7 +29,7 @@ def fitted(iris):
         ({"batch_size": 0}, 'batch_size must be "auto", an integer >= 1, or -1'),
         (
             {"module__n_accum_bits": 20, "rounding_threshold_bits": None},
-            r"table lookups of up to 20 bits \(2\^20 entries per neuron\)",
+            r"a table would read 20 bits of its accumulator \(2\^20 entries per neuron\)",
         ),
         ({"module__no_such_parameter": 1}, "invalid module__ parameter"),
         ({"callbacks__accumulator_pruning__x": 1}, "accumulator_pruning__x cannot be set"),

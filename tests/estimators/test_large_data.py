@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from concrete_qnn import QNNClassifier, SparseQuantNeuralNetwork
-from concrete_qnn.integer_model import BATCH_ROWS, MAX_LOOKUP_BITS, OutputHead
+from concrete_qnn.integer import BATCH_ROWS, MAX_LOOKUP_BITS, OutputHead
 
 FAST = {"max_epochs": 3, "random_state": 0}
 
