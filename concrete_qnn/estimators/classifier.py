@@ -45,7 +45,7 @@ class QNNClassifier(FittedModelMethods, QNNEstimatorBase, NeuralNetClassifier):
     ``module__weight_scaling`` defaults to ``"auto"`` here (the module's ``"max"`` keeps
     Brevitas' max-abs scale): below 8-bit bounds (``module__n_accum_bits <= 7``) each
     neuron's weight scale gives its largest weight a smaller code where that fits more
-    inputs under the bound (``"budget_mse"``, ``concrete_qnn.weight_scaling``), and the
+    inputs under the bound (``"budget_mse"``, ``concrete_qnn.nn.quantizers``), and the
     inputs get the codes that leave room for four weights of code +1 per neuron (4 bits at
     6-bit bounds); at 6 bits that scored 0.9754 on breast_cancer where the max-abs scale
     scored 0.9508 (docs: Choosing rules and bit-widths). Training
