@@ -5,7 +5,8 @@ certificate and saves the model (features and target standardization included) i
 ``.npz`` format; ``predict`` writes a saved model's predictions for a CSV file, reading its
 feature columns by the names stored in the model; ``report`` prints a saved model's
 certificate. A user error (a bad file, a missing column, an empty or non-numeric cell) prints
-one line and exits with status 2 before anything is written.
+one line and exits with status 2 before anything is written. Reading CSV files, and what
+``train`` infers from them (the separator, the task), is ``cli_data``'s.
 """
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-# name -> (loader name in sklearn.datasets, task)
-DATASETS = {
-    "breast_cancer": ("load_breast_cancer", "classification"),
-    "digits": ("load_digits", "classification"),
-    "wine": ("load_wine", "classification"),
-    "iris": ("load_iris", "classification"),
-    "diabetes": ("load_diabetes", "regression"),
-}
-
-
-class UsageError(Exception):
-    """A problem with the user's input: reported in one line, exit status 2."""
+from concrete_qnn.cli_data import (
+    DATASETS,
+    HELD_OUT,
+    MAX_INTEGER_CLASSES,
+    UsageError,
+    load_training_data,
+    numeric_features,
+    one_column_hint,
+    read_csv,
+    separator_argument,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,10 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a scikit-learn dataset, when no CSV file is given (default breast_cancer)",
     )
     train.add_argument("--target", help="target column of the CSV file")
+    add_sep_argument(train)
     train.add_argument(
         "--task",
         choices=["classification", "regression"],
-        help="for a CSV file (default: classification for text or few distinct targets)",
+        help="for a CSV file (default: classification for a text or boolean target or whole "
+        f"numbers with at most {MAX_INTEGER_CLASSES} distinct values, else regression; train "
+        "prints which and why)",
     )
     train.add_argument("--output", type=Path, help="save the model here (.npz)")
     train.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
@@ -66,11 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="write a saved model's predictions as CSV")
     predict.add_argument("model", type=Path)
     predict.add_argument("csv", type=Path)
+    add_sep_argument(predict)
     predict.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
     report = commands.add_parser("report", help="print a saved model's certificate")
     report.add_argument("model", type=Path)
     add_serve_parser(commands)
     return parser
+
+
+def add_sep_argument(command) -> None:
+    command.add_argument(
+        "--sep",
+        type=separator_argument,
+        help="the CSV file's separator: one character, tab or \\t (default: detected from "
+        "the header, among comma, semicolon, tab and pipe)",
+    )
 
 
 def add_serve_parser(commands) -> None:
@@ -102,93 +115,6 @@ def add_serve_parser(commands) -> None:
     )
 
 
-# ---------------------------------------------------------------------- data
-def read_csv(path: Path):
-    """The CSV file as a DataFrame with at least one data row, or a UsageError."""
-    import pandas as pd
-
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory, not a CSV file")
-    if not path.is_file():
-        raise UsageError(f"no such file: {path}")
-    try:
-        frame = pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read {path} as CSV: {error}") from None
-    if frame.empty:
-        raise UsageError(f"{path} has no data rows")
-    return frame
-
-
-def check_column(frame, column, path: Path, numeric: bool) -> None:
-    """A UsageError naming the first bad cell of ``column``, if it has one.
-
-    A cell is bad when it is empty, or, in a ``numeric`` column, not a number or infinite.
-    Rows are counted from 1 after the header.
-    """
-    import pandas as pd
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    values = frame[column]
-
-    def refuse_first(bad: np.ndarray, problem: str) -> None:
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            problem = problem.format(value=values.iloc[row])
-            raise UsageError(f"{path}: data row {row + 1}, column {column!r}: {problem}")
-
-    refuse_first(values.isna().to_numpy(), "missing value")
-    if not numeric:
-        return
-    if is_bool_dtype(values) or not is_numeric_dtype(values):
-        not_numbers = pd.to_numeric(values, errors="coerce").isna().to_numpy()
-        refuse_first(not_numbers | is_bool_dtype(values), "{value!r} is not a number")
-    else:
-        refuse_first(np.isinf(values.to_numpy(dtype=np.float64)), "infinite value")
-
-
-def numeric_features(frame, path: Path) -> np.ndarray:
-    """The frame as float64 (n_rows, n_columns), or a UsageError naming the first bad cell."""
-    for column in frame.columns:
-        check_column(frame, column, path, numeric=True)
-    return frame.to_numpy(dtype=np.float64)
-
-
-def load_training_data(args):
-    """X (DataFrame), y (array), task and a name for the data."""
-    if args.csv is None:
-        from sklearn import datasets
-
-        if args.target is not None:
-            raise UsageError("--target names a column of a CSV file; a --dataset has its own")
-        name = args.dataset or "breast_cancer"
-        loader, task = DATASETS[name]
-        bunch = getattr(datasets, loader)(as_frame=True)
-        return bunch.data, bunch.target.to_numpy(), task, name
-    if args.dataset is not None:
-        raise UsageError(f"train either {args.csv} or --dataset {args.dataset}, not both")
-    frame = read_csv(args.csv)
-    if args.target is None:
-        raise UsageError("a CSV file needs --target COLUMN")
-    if args.target not in frame.columns:
-        raise UsageError(f"{args.csv}: no target column {args.target!r}")
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    target = frame[args.target]
-    numeric_target = is_numeric_dtype(target) and not is_bool_dtype(target)
-    check_column(frame, args.target, args.csv, numeric=numeric_target)
-    y = target.to_numpy()
-    frame = frame.drop(columns=args.target)
-    numeric_features(frame, args.csv)
-    task = args.task
-    if task is None:
-        few = len(np.unique(y)) <= max(20, len(y) // 50)
-        task = "classification" if (not numeric_target or few) else "regression"
-    if task == "regression" and not numeric_target:
-        raise UsageError(f"{args.csv}: target column {args.target!r} is not numeric")
-    return frame, y, task, str(args.csv)
-
-
 # ---------------------------------------------------------------------- commands
 def train(args) -> None:
     from sklearn.model_selection import train_test_split
@@ -198,10 +124,12 @@ def train(args) -> None:
 
     if args.output is not None and not args.output.parent.is_dir():
         raise UsageError(f"no such directory for --output: {args.output.parent}")
-    X, y, task, name = load_training_data(args)
+    data = load_training_data(args)
+    X, y, task = data.X, data.y, data.task
+    print("\n".join(data.inferred))
     split = {"stratify": y} if task == "classification" else {}
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, random_state=args.random_state, **split
+        X, y, test_size=HELD_OUT, random_state=args.random_state, **split
     )
     scaler = StandardScaler().fit(X_train)  # the regressor standardizes the target itself
     estimator_class = QNNClassifier if task == "classification" else QNNRegressor
@@ -227,7 +155,7 @@ def train(args) -> None:
 
         metric, score = "R^2", r2_score(y_test, predictions)
     print(
-        f"{name}: {len(X_train)} training rows, {len(X_test)} held-out rows, "
+        f"{data.name}: {len(X_train)} training rows, {len(X_test)} held-out rows, "
         f"{args.n_w_bits}-bit weights, {estimator.module_.input_bit_width}-bit inputs, "
         f"{args.n_a_bits}-bit activations, "
         f"{estimator.module_.weight_scaling_used} weight scaling, "
@@ -255,12 +183,13 @@ def predict(args) -> None:
     ):
         raise UsageError(f"--output {args.output} would overwrite an input file")
     model = load_model(args.model)
-    frame = read_csv(args.csv)
+    frame, separator, _ = read_csv(args.csv, args.sep)
     if model.feature_names is not None:  # by name: other columns (the target) may stay
         missing = [name for name in model.feature_names if name not in frame.columns]
         if missing:
             raise UsageError(
                 f"{args.csv} lacks the model's feature column(s) {reprlib.repr(missing)}"
+                f"{one_column_hint(frame, separator)}"
             )
         frame = frame[list(model.feature_names)]
     elif frame.shape[1] != model.n_features_in:
