@@ -121,10 +121,13 @@ class NetworkConfig:
                 )
         _check_element_wise(self.activation_function)
         self._check_positive_codes()
-        if self.weight_scaling == "budget_mse" and self.accumulator_rule != "l1_budget":
+        if self.weight_scaling == "budget_mse" and not self.rule.scales_with_budget:
+            budgeting = " or ".join(
+                f'"{name}"' for name, rule in ACCUMULATOR_RULES.items() if rule.scales_with_budget
+            )
             raise InvalidParameterError(
                 'weight_scaling="budget_mse" chooses scales with the L1 budget: it needs '
-                f'accumulator_rule="l1_budget", got {self.accumulator_rule!r}'
+                f"accumulator_rule={budgeting}, got {self.accumulator_rule!r}"
             )
         self.rule.validate(self)
 
@@ -185,7 +188,7 @@ class NetworkConfig:
         if self.weight_scaling != "auto":
             return self.weight_scaling
         tight = self.n_accum_bits <= AUTO_BUDGET_MSE_MAX_ACCUM_BITS
-        return "budget_mse" if tight and self.accumulator_rule == "l1_budget" else "max"
+        return "budget_mse" if tight and self.rule.scales_with_budget else "max"
 
     @property
     def input_bit_width(self) -> int:

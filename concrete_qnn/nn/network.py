@@ -72,7 +72,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         Narrow-range codes for weights and activations (drop the extreme code).
     quant_signed : bool
         Signed activation codes.
-    accumulator_rule : {"fan_in", "l1_budget"}
+    accumulator_rule : str, a name of ``nn.rules.ACCUMULATOR_RULES``: "fan_in" or "l1_budget"
         How training keeps each neuron within ``n_accum_bits``. ``"fan_in"``: at most
         ``max_active_neurons()`` non-zero weights per neuron (``FanInMask``), every weight and
         input at its extreme. ``"l1_budget"``: the largest weights whose codes, weighted by

@@ -31,19 +31,25 @@ class AccumulatorRule:
         Whether ``n_input_bits="auto"`` may give inputs finer codes than ``n_a_bits``.
     counts_bias : bool
         Whether its masks read each neuron's bias (``NeuronMask.bias_units``), which the
-        network then sets before every forward pass.
+        network then sets before every forward pass while pruning is enabled.
+    scales_with_budget : bool
+        Whether its masks can choose each neuron's weight scale too
+        (``weight_scaling="budget_mse"``, which ``"auto"`` picks below 8-bit bounds).
     """
 
     name: str
     finer_inputs_fit: bool
     counts_bias: bool
+    scales_with_budget: bool
 
     def validate(self, config) -> None:
-        """Raise ``InvalidParameterError`` if not even one weight fits the bound."""
+        """Raise ``InvalidParameterError`` if not even one weight fits the bound. Runs when
+        the configuration is made (``NetworkConfig``), before any layer is built."""
         raise NotImplementedError
 
     def masks(self, config, layers) -> list[NeuronMask]:
-        """One mask per linear layer (Brevitas ``QuantLinear``, first to last)."""
+        """One mask per linear layer (Brevitas ``QuantLinear``, first to last). Runs when
+        pruning is enabled (``pruning.enable_pruning``, at the start of every fit)."""
         raise NotImplementedError
 
 
@@ -54,6 +60,7 @@ class FanInRule(AccumulatorRule):
     name = "fan_in"
     finer_inputs_fit = False  # every code counts at its extreme: finer inputs cut the fan-in
     counts_bias = False
+    scales_with_budget = False
 
     def validate(self, config) -> None:
         self.fan_in_cap(config)
@@ -84,6 +91,7 @@ class L1BudgetRule(AccumulatorRule):
     name = "l1_budget"
     finer_inputs_fit = True
     counts_bias = True
+    scales_with_budget = True
 
     def validate(self, config) -> None:
         # Brevitas' max-abs scale gives each neuron's largest weight the code
