@@ -7,7 +7,7 @@ DIRECTORY`` puts it behind HTTP (``deploy.http_server``); ``run_on_dask`` scores
 ciphertexts on a Dask cluster (``deploy.batch``, needs the ``dask`` extra).
 """
 
-from concrete_qnn.deploy.client import FHEClient, ServerError
+from concrete_qnn.deploy.client import FHEClient, ServerError, ServerUnavailableError
 from concrete_qnn.deploy.server import FHEServer
 
-__all__ = ["FHEClient", "FHEServer", "ServerError"]
+__all__ = ["FHEClient", "FHEServer", "ServerError", "ServerUnavailableError"]

@@ -20,7 +20,7 @@ from sklearn.utils import check_array
 
 from concrete_qnn.deploy import evaluation_keys as key_format
 from concrete_qnn.deploy.artifacts import ClientArtifact
-from concrete_qnn.exceptions import ModelFileError, NotCompiledError
+from concrete_qnn.exceptions import ModelFileError, NotCompiledError, QNNError
 from concrete_qnn.fhe import _import_fhe
 from concrete_qnn.integer.formats import FHE_KEYS
 
@@ -28,12 +28,38 @@ from concrete_qnn.integer.formats import FHE_KEYS
 _MAX_SEED = 2**128
 
 
-class ServerError(Exception):
-    """The HTTP server answered with an error (its status code and message)."""
+class ServerError(QNNError):
+    """The HTTP server answered with an error (its status code and message), or did not
+    answer (``ServerUnavailableError``).
 
-    def __init__(self, status_code: int, message: str):
-        super().__init__(f"the server answered {status_code}: {message}")
+    Attributes
+    ----------
+    status_code : int or None
+        The HTTP status; None when the server did not answer.
+    completed : list of bytes
+        The result ciphertexts of the first rows, computed before the error: pass them back
+        as ``completed=`` to ``run_remote`` or ``predict_remote`` to send only the other
+        rows, or decrypt them (``FHEClient.predict(error.completed)``).
+    """
+
+    def __init__(
+        self, status_code: int | None, message: str, completed=(), n_rows: int | None = None
+    ):
+        if status_code is not None:
+            message = f"the server answered {status_code}: {message}"
+        if n_rows is not None:
+            message += (
+                f"; {len(completed)} of {n_rows} rows were computed: pass completed="
+                "error.completed to compute the others"
+            )
+        super().__init__(message)
         self.status_code = status_code
+        self.completed = list(completed)
+
+
+class ServerUnavailableError(ServerError):
+    """The server could not be reached or stopped answering: connection refused or reset,
+    a timeout, a server stopped during a request (``status_code`` is None)."""
 
 
 class FHEClient:
@@ -258,7 +284,9 @@ class FHEClient:
         return check_array(X, dtype=np.float32)
 
     # ------------------------------------------------------------------ HTTP
-    def run_remote(self, url: str, ciphertexts, timeout: float | None = None) -> list[bytes]:
+    def run_remote(
+        self, url: str, ciphertexts, timeout: float | None = None, completed=()
+    ) -> list[bytes]:
         """Send ciphertexts to a ``concrete-qnn serve`` server; its result ciphertexts.
 
         Uploads the evaluation keys first unless the server already has them (they are
@@ -273,47 +301,78 @@ class FHEClient:
         timeout : float or None
             Seconds to wait for each answer (None: no limit; one row of a large model can
             take minutes).
+        completed : sequence of bytes
+            The results of the first ciphertexts from an earlier call that failed
+            (``ServerError.completed``, with the same keys): those rows are not sent again.
+
+        Returns
+        -------
+        list of bytes
+            One result ciphertext per ciphertext, ``completed`` first.
 
         Raises
         ------
         ValueError
-            If the server runs another model.
+            If the server runs another model, or ``completed`` holds more results than
+            there are ciphertexts.
         ServerError
-            If the server refuses a request.
+            If the server refuses a request or fails; ``ServerUnavailableError`` if it
+            cannot be reached or stops answering (a timeout included). Either carries the
+            results computed so far as ``completed``, to resume with.
         """
         import httpx
 
-        key_id = self.evaluation_key_id()
-        with httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=10.0)) as http:
-            health = _checked(http.get("/health")).json()
-            if health.get("circuit") != self.circuit:
-                raise ValueError(
-                    f"the server at {url} runs another model (circuit {health.get('circuit')}, "
-                    f"this client's is {self.circuit})"
-                )
-            if http.get(f"/keys/{key_id}").status_code != 200:
-                answer = _checked(http.post("/keys", content=self.evaluation_keys())).json()
-                if answer.get("key_id") != key_id:
-                    raise ValueError(f"the server filed the keys under {answer.get('key_id')}")
-            return [
-                _checked(http.post(f"/run/{key_id}", content=bytes(ciphertext))).content
-                for ciphertext in ciphertexts
-            ]
+        ciphertexts = [bytes(ciphertext) for ciphertext in ciphertexts]
+        results = [bytes(result) for result in completed]
+        if len(results) > len(ciphertexts):
+            raise ValueError(
+                f"completed holds {len(results)} results for {len(ciphertexts)} ciphertexts"
+            )
 
-    def predict_remote(self, url: str, X, timeout: float | None = None) -> np.ndarray:
+        def checked(response):
+            if response.status_code >= 400:
+                message = _message(response)
+                raise ServerError(response.status_code, message, results, len(ciphertexts))
+            return response
+
+        key_id = self.evaluation_key_id()
+        try:
+            with httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=10.0)) as http:
+                health = checked(http.get("/health")).json()
+                if health.get("circuit") != self.circuit:
+                    raise ValueError(
+                        f"the server at {url} runs another model (circuit "
+                        f"{health.get('circuit')}, this client's is {self.circuit})"
+                    )
+                if http.get(f"/keys/{key_id}").status_code != 200:
+                    answer = checked(http.post("/keys", content=self.evaluation_keys())).json()
+                    if answer.get("key_id") != key_id:
+                        raise ValueError(f"the server filed the keys under {answer.get('key_id')}")
+                for ciphertext in ciphertexts[len(results) :]:
+                    results.append(checked(http.post(f"/run/{key_id}", content=ciphertext)).content)
+        except httpx.TransportError as error:
+            raise ServerUnavailableError(
+                None,
+                f"the server at {url} did not answer ({type(error).__name__}: {error})",
+                results,
+                len(ciphertexts),
+            ) from error
+        return results
+
+    def predict_remote(self, url: str, X, timeout: float | None = None, completed=()) -> np.ndarray:
         """Encrypt ``X``, have the server at ``url`` compute, decrypt: ``predict`` of ``X``.
 
-        See ``run_remote`` for ``timeout`` and the errors raised.
+        See ``run_remote`` for ``timeout`` and the errors raised. After a ``ServerError``,
+        ``predict_remote(url, X, completed=error.completed)`` sends only the rows of ``X``
+        the server had not computed (``client.predict(error.completed)``: the predictions
+        of those it had).
         """
-        return self.predict(self.run_remote(url, self.encrypt(X), timeout))
+        return self.predict(self.run_remote(url, self.encrypt(X), timeout, completed))
 
 
-def _checked(response):
-    """The response, or a ServerError carrying the server's message."""
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        raise ServerError(response.status_code, message)
-    return response
+def _message(response) -> str:
+    """The server's message in an error response: its JSON "error", else its text."""
+    try:
+        return response.json().get("error", response.text)
+    except ValueError:
+        return response.text

@@ -1,7 +1,9 @@
 """``concrete-qnn serve``: the FHE server behind HTTP (Starlette on uvicorn, the ``serve`` extra).
 
-Endpoints (errors are JSON ``{"error": message}`` with a 4xx status; the server keeps
-serving):
+Endpoints (errors are JSON ``{"error": message}``: a 4xx for a request the server refuses, a
+5xx for a fault of the server itself, which keeps serving: 507 when its disk is full or
+read-only, 500 for another disk error or an unexpected exception, named in the message and
+logged with its traceback):
 
 - ``GET /health``: ``{"status": "ok", "circuit": fingerprint, "format_version", "packages"}``;
 - ``GET /client``: the client artifact as a zip (``client.json``, ``client.specs.json``);
@@ -18,27 +20,30 @@ serving):
 
 Keys labelled for another model are refused at upload (``deploy.evaluation_keys``).
 Computations run in worker processes (``deploy.worker``), so keys that carry the right label
-but make concrete abort cost a 422 and a worker restart, not the server.
+but make concrete abort cost a 422 and a worker restart, not the server. At start-up the
+keys directory must be writable (else ``create_app`` raises ValueError), and upload files left
+by a server stopped during an upload are removed (``deploy.key_files``), their number logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
+import logging
 import math
 import os
 import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from concrete_qnn.deploy import evaluation_keys
+from concrete_qnn.deploy import evaluation_keys, key_files
 from concrete_qnn.deploy.artifacts import (
     CLIENT_FILES,
     FORMAT_VERSION,
@@ -53,6 +58,9 @@ MB = 2**20
 DEFAULT_MAX_KEY_MB = 4096
 DEFAULT_MAX_CIPHERTEXT_MB = 64
 _KEY_ID = re.compile(r"[0-9a-f]{64}")
+# Disk faults answered 507 Insufficient Storage: the server cannot store what it is sent.
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+_log = logging.getLogger("uvicorn.error")
 
 
 def _import_serve():
@@ -79,8 +87,8 @@ def create_app(
     directory : str or Path
         Holds ``client/`` (served at ``GET /client``) and ``server/`` (the circuit).
     keys_dir : str or Path or None
-        Where uploaded evaluation keys are filed (created if missing); default
-        ``directory / "evaluation_keys"``.
+        Where uploaded evaluation keys are filed (created if missing; it must be writable);
+        default ``directory / "evaluation_keys"``.
     workers : int
         Worker processes computing in parallel (each holds the circuit and up to
         ``worker.KEYS_CACHED`` deserialized evaluation keys in memory).
@@ -92,7 +100,8 @@ def create_app(
     ModelFileError
         If an artifact is missing, damaged or mismatched (a ValueError).
     ValueError
-        If a parameter is out of range, or ``directory`` is one part of an artifact.
+        If a parameter is out of range, ``directory`` is one part of an artifact, or
+        ``keys_dir`` cannot be created or written to.
     ImportError
         If starlette or uvicorn is missing.
     """
@@ -122,7 +131,7 @@ def create_app(
             f"{directory}: the client and server artifacts are of different models"
         )
     keys_dir = Path(keys_dir) if keys_dir is not None else directory / "evaluation_keys"
-    keys_dir.mkdir(parents=True, exist_ok=True)
+    key_files.check_keys_dir(keys_dir)
     client_zip = _zip(client_artifact.directory, CLIENT_FILES)
     max_key_bytes, max_ciphertext_bytes = int(max_key_mb * MB), int(max_ciphertext_mb * MB)
     pool: WorkerPool | None = None
@@ -173,7 +182,7 @@ def create_app(
         return Response(client_zip, media_type="application/zip")
 
     async def upload_keys(request):
-        descriptor, temporary = tempfile.mkstemp(prefix=".upload-", dir=keys_dir)
+        descriptor, temporary = key_files.new_upload(keys_dir)
         try:
             digest = hashlib.sha256()
             with os.fdopen(descriptor, "wb") as file:
@@ -212,9 +221,23 @@ def create_app(
     async def error(request, exception):
         return JSONResponse({"error": exception.detail}, status_code=exception.status_code)
 
+    async def server_fault(request, exception):
+        """Any other exception, as JSON; Starlette then re-raises it for uvicorn to log."""
+        if isinstance(exception, OSError):
+            status = 507 if exception.errno in _STORAGE_ERRORS else 500
+            cause = exception.strerror or exception
+            message = f"the server could not read or write its files: {cause}"
+        else:
+            status = 500
+            cause = str(exception).partition("\n")[0]
+            message = f"an unexpected error in the server: {type(exception).__name__}: {cause}"
+        return JSONResponse({"error": f"{message} (see its log)"}, status_code=status)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         nonlocal pool
+        removed = key_files.remove_stale_uploads(keys_dir)
+        _log.info("removed %d stale upload file(s) from %s", removed, keys_dir)
         pool = await run_in_threadpool(WorkerPool, server_artifact.directory, keys_dir, workers)
         try:
             yield
@@ -229,7 +252,7 @@ def create_app(
             Route("/keys/{key_id}", key_info, methods=["GET"]),
             Route("/run/{key_id}", run, methods=["POST"]),
         ],
-        exception_handlers={HTTPException: error},
+        exception_handlers={HTTPException: error, Exception: server_fault},
         lifespan=lifespan,
     )
 

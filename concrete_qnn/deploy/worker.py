@@ -3,7 +3,8 @@
 Concrete aborts the whole process when evaluation keys do not fit the circuit (see
 ``deploy.server``). The HTTP server therefore computes in ``ServerProcess`` children, each
 holding the loaded circuit and its most recently used evaluation keys; a child that dies is
-replaced and the caller gets ``WorkerCrashed`` with its exit code.
+replaced and the caller gets ``WorkerCrashed`` with its exit code. A request the child
+refuses raises ValueError in the caller, a fault of the disk under it OSError.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class ServerProcess:
             raise WorkerCrashed(self._process.exitcode) from None
         if status == "error":
             raise ValueError(payload)
+        if status == "oserror":
+            raise OSError(*payload)  # errno, message: FileNotFoundError for ENOENT, ...
         return payload
 
 
@@ -126,6 +129,8 @@ class WorkerPool:
         ------
         ValueError
             The child refused the request (its message).
+        OSError
+            The child could not read a file (the keys, an upload).
         WorkerCrashed
             The child died; a new one has taken its place.
         """
@@ -177,7 +182,9 @@ def _serve(connection, directory: str, keys_dir: str) -> None:
                         keys.popitem(last=False)
                 keys.move_to_end(key_id)
                 connection.send(("ok", server.run(ciphertext, keys[key_id])))
-            except (ValueError, OSError) as error:
+            except ValueError as error:
                 connection.send(("error", str(error)))
+            except OSError as error:
+                connection.send(("oserror", (error.errno, error.strerror or str(error))))
     finally:
         server.close()

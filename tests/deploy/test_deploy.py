@@ -1,8 +1,5 @@
-"""Deployment: artifacts, client, server, the HTTP server in a subprocess, Dask batch scoring.
-
-A tiny iris model (2/2/6 bits, one hidden layer of 4 neurons: a 5-bit circuit) keeps key
-generation to a few seconds and a row to about a second.
-"""
+"""Deployment: artifacts, client, server, the HTTP server in a subprocess, Dask batch scoring,
+on the tiny model of ``conftest.py``."""
 
 import io
 import json
@@ -33,33 +30,8 @@ from concrete_qnn.integer.formats import content_sha256
 ROWS = [0, 60, 120]
 
 
-def tiny(X, y, n_accum_bits=6):
-    model = QNNClassifier(
-        random_state=0,
-        max_epochs=10,
-        module__n_layers=2,
-        module__n_hidden_neurons_multiplier=1,
-        module__n_hidden_neurons_min=0,
-        module__n_w_bits=2,
-        module__n_a_bits=2,
-        module__n_accum_bits=n_accum_bits,
-    )
-    return model.fit(X, y).compile(X[:20])
-
-
 @pytest.fixture(scope="module")
-def deployed(iris, tmp_path_factory):
-    """The model, its save_fhe directory and a client with seeded keys."""
-    X, y = iris
-    model = tiny(X, y)
-    directory = model.save_fhe(tmp_path_factory.mktemp("deploy") / "model")
-    client = FHEClient(directory / "client")
-    client.keygen(seed=1)
-    return model, directory, client
-
-
-@pytest.fixture(scope="module")
-def other_keys(iris, tmp_path_factory):
+def other_keys(iris, tiny, tmp_path_factory):
     """Evaluation keys of another model: 4-bit accumulators give other crypto parameters."""
     X, y = iris
     directory = tiny(X, y, n_accum_bits=4).save_fhe(tmp_path_factory.mktemp("other") / "m")
