@@ -43,7 +43,8 @@ class QNNEstimatorBase:
       rebuilding the fitted network; ``load_params`` outside ``fit`` rebuilds it.
     - A training call validates everything (``validation``: data, weights, parameters,
       and for calls that continue the fitted network, that its ``module__*`` parameters are
-      unchanged) before it changes any state; a refused call leaves every attribute as it was.
+      unchanged) before it changes any state; a call that raises, refused or failing later
+      (``lifecycle.restored_on_error``), leaves every attribute as it was.
 
     skorch's ``compile`` flag (torch.compile) is taken out, since ``compile(X)`` is the FHE
     method: ``__init__`` refuses a true value and removes the attribute, ``set_params``
@@ -221,6 +222,11 @@ class QNNEstimatorBase:
             or ``module__*`` parameters that do not match the fitted network.
         AccumulatorBoundError
             If pruning cannot make the certificate hold (raised by the network).
+
+        Whatever it raises, the estimator is left as it was: a fitted one keeps its network,
+        integer model, certificate and compiled circuit; an unfitted one stays unfitted. A
+        ``KeyboardInterrupt`` during the epochs (Ctrl-C, skorch's ``EarlyStopping``) ends
+        training as in skorch: the network trained so far is pruned, certified and fitted.
         """
         continuing = bool(self.warm_start) and self.initialized_
         return self._fit(X, y, sample_weight, fit_params, first=not continuing)
@@ -236,11 +242,12 @@ class QNNEstimatorBase:
         return self._fit(X, y, sample_weight, fit_params, first=first, classes=classes)
 
     def _fit(self, X, y, sample_weight, fit_params: dict, first: bool, classes=None):
-        data = validation.training_data(self, X, y, sample_weight, fit_params, first, classes)
-        with self._seeded():
-            if first:
-                self.initialize()
-            self._train(data)
+        with lifecycle.restored_on_error(self):
+            data = validation.training_data(self, X, y, sample_weight, fit_params, first, classes)
+            with self._seeded():
+                if first:
+                    self.initialize()
+                self._train(data)
         return self
 
     def _train(self, data: batching.TrainingData) -> None:

@@ -20,6 +20,7 @@ from concrete_qnn.certificate import AccumulatorCertificate
 from concrete_qnn.estimators.validation import (
     PRUNE_PERCENTAGE,
     check_network_matches_parameters,
+    check_settings,
     validate_predict_data,
 )
 from concrete_qnn.exceptions import NotCompiledError
@@ -168,12 +169,14 @@ class FittedModelMethods:
         NotFittedError
             If the estimator is not fitted.
         InvalidParameterError
-            If ``n_prune_neurons_percentage`` is outside [0, 1) (a ``ValueError``).
+            If ``n_prune_neurons_percentage`` is outside [0, 1), or a setting is invalid
+            (``device`` one torch cannot use here, ...; a ``ValueError``).
         ValueError
             If the network was already pruned structurally, its ``module__*`` parameters
             changed since it was built, or the data, weights or fit parameters are invalid.
         """
         check_is_fitted(self)
+        check_settings(self)  # before the copy: unpickling moves it to the CPU if need be
         PRUNE_PERCENTAGE.check("n_prune_neurons_percentage", n_prune_neurons_percentage)
         if self.module_.neurons_pruned:
             raise ValueError(

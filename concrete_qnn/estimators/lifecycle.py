@@ -4,14 +4,17 @@
 ``integer_model_`` exists exactly when ``module_`` is the pruned network it was built from;
 ``fhe_circuit_`` was compiled from that integer model. ``load_params`` outside ``fit`` makes
 the loaded network the fitted model, or refuses weights that break the accumulator bound
-(``AccumulatorBoundError``) and keeps the fitted model, its circuit included.
+(``AccumulatorBoundError``) and keeps the fitted model, its circuit included. A training call
+that raises, whatever the exception and wherever it is raised (``restored_on_error``), leaves
+the estimator as it was: fitted with the same network, integer model and circuit, or unfitted.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -74,6 +77,37 @@ def forget_fitted_model(net, names=FITTED) -> None:
     for name in names:
         if name in vars(net):
             delattr(net, name)
+
+
+# What a training call changes in place rather than replaces: ``partial_fit`` and
+# ``warm_start`` train the network, and skorch's ``initialize`` clears the history.
+TRAINED_IN_PLACE = ("module_", "history_")
+
+
+@contextmanager
+def restored_on_error(net) -> Iterator[None]:
+    """Put every attribute of ``net`` back if the block raises (any exception, a
+    ``KeyboardInterrupt`` outside skorch's epochs included): for an initialized ``net``, a
+    copy of its network, history and optimizer state is kept to go back to."""
+    # The instance dictionary itself: scikit-learn's ``validate_data`` sets and deletes
+    # ``n_features_in_`` and ``feature_names_in_`` on the estimator, and setting attributes
+    # back one by one would go through skorch's ``__setattr__``, which registers torch
+    # components anew.
+    saved = dict(vars(net))
+    trained, optimizer_state = {}, None
+    if net.initialized_:
+        with torch.random.fork_rng(devices=[]):  # the copy is rebuilt (``nn.state``)
+            trained = copy.deepcopy({name: saved[name] for name in TRAINED_IN_PLACE})
+        optimizer_state = copy.deepcopy(net.optimizer_.state_dict())
+    try:
+        yield
+    except BaseException:
+        vars(net).clear()
+        vars(net).update(saved, **trained)
+        if optimizer_state is not None:  # point the optimizer at the copy, as it was
+            net.initialize_optimizer()
+            net.optimizer_.load_state_dict(optimizer_state)
+        raise
 
 
 class FittedSnapshot(NamedTuple):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -52,6 +51,14 @@ SETTINGS = {
 }
 # ``prune``'s fraction of hidden neurons.
 PRUNE_PERCENTAGE = number_in(0, 1)
+# The device types training runs on: what says whether torch can use one here, that check,
+# and how many devices of the type torch sees. ``device=None`` (skorch: move nothing) trains
+# where the network is built, on the CPU.
+DEVICES = {
+    "cpu": ("always", lambda: True, lambda: 1),
+    "cuda": ("torch.cuda.is_available()", torch.cuda.is_available, torch.cuda.device_count),
+    "mps": ("torch.backends.mps.is_available()", torch.backends.mps.is_available, lambda: 1),
+}
 
 
 def refuse_data_parameters(net, params) -> None:
@@ -74,23 +81,6 @@ def refuse_skorch_compile(net, asked: bool) -> None:
         )
 
 
-@contextmanager
-def unchanged_on_error(net):
-    """Restore every attribute of ``net`` if the block raises: a refused training call
-    changes nothing."""
-    # The instance dictionary itself: scikit-learn's ``validate_data`` sets and deletes
-    # ``n_features_in_`` and ``feature_names_in_`` on the estimator, and setting attributes
-    # back one by one would go through skorch's ``__setattr__``, which registers torch
-    # components anew.
-    saved = dict(vars(net))
-    try:
-        yield
-    except BaseException:
-        vars(net).clear()
-        vars(net).update(saved)
-        raise
-
-
 def training_data(net, X, y, sample_weight, fit_params, first, classes) -> TrainingData:
     """Validate one training call of ``net``; a first call also records the data's
     description (features, labels or target statistics, ``n_outputs_``).
@@ -102,13 +92,9 @@ def training_data(net, X, y, sample_weight, fit_params, first, classes) -> Train
         per-row losses for ``sample_weight``.
     ValueError
         Invalid data or weights; a continuing call whose data or ``module__*`` parameters
-        do not match the fitted network. In every case nothing is changed.
+        do not match the fitted network. The caller puts ``net`` back on any error
+        (``lifecycle.restored_on_error``).
     """
-    with unchanged_on_error(net):
-        return _training_data(net, X, y, sample_weight, fit_params, first, classes)
-
-
-def _training_data(net, X, y, sample_weight, fit_params, first, classes) -> TrainingData:
     check_settings(net)
     if not first:
         check_network_matches_parameters(net)
@@ -149,9 +135,10 @@ def _training_data(net, X, y, sample_weight, fit_params, first, classes) -> Trai
 
 
 def check_settings(net) -> None:
-    """``SETTINGS``, the table sizes, and no parameter of the pruning callback."""
+    """``SETTINGS``, the device, the table sizes, and no parameter of the pruning callback."""
     for name, constraint in SETTINGS.items():
         constraint.check(name, getattr(net, name))
+    check_device(net.device)
     module_params = net.get_params_for("module")
     n_layers = module_params.get("n_layers", 3)
     if isinstance(n_layers, numbers.Integral) and n_layers >= 1:  # else the module refuses
@@ -163,6 +150,36 @@ def check_settings(net) -> None:
                 f"{name} cannot be set: the accumulator_pruning callback is what makes "
                 "the accumulator certificate hold"
             )
+
+
+def check_device(device) -> None:
+    """Refuse a ``device`` torch cannot train on here (else torch raises from inside the fit,
+    as ``AssertionError: Torch not compiled with CUDA enabled``)."""
+    if device is None:
+        return
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind is None or kind.type not in DEVICES:
+        raise InvalidParameterError(
+            "device must be 'cpu', 'cuda', 'cuda:N', 'mps', a torch.device of these or None, "
+            f"got {device!r}"
+        )
+    available, is_available, count = DEVICES[kind.type]
+    if not is_available():
+        built = f"torch {torch.__version__}" + (
+            " is built without CUDA" if kind.type == "cuda" and torch.version.cuda is None else ""
+        )
+        raise InvalidParameterError(
+            f"device={device!r} is not available here: {available} is False ({built}); "
+            "train with device='cpu'"
+        )
+    if (kind.index or 0) >= count():
+        raise InvalidParameterError(
+            f"device={device!r} is not available here: torch sees {count()} {kind.type} "
+            f"device(s), numbered from 0"
+        )
 
 
 def _check_table_sizes(n_accum_bits, lookup_bits: list, net) -> None:
