@@ -1,4 +1,5 @@
-"""skorch callbacks the estimators add by default: accumulator pruning, cosine learning rate.
+"""skorch callbacks the estimators add by default: accumulator pruning, cosine learning rate
+(and from ``progress``: the progress bar, the notice of a long fit).
 
 ``default_callbacks`` and ``pruning_last`` are how the estimators place them among skorch's
 defaults and the user's ``callbacks``.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import math
 
 from skorch.callbacks import Callback, LRScheduler, ProgressBar
+
+from concrete_qnn.training.progress import EpochProgressBar, LongFitNotice
 
 PRUNING = "accumulator_pruning"
 
@@ -60,19 +63,21 @@ class CosineLearningRate(Callback):
 
 
 def default_callbacks(skorch_defaults: list, callbacks, progress_bar: bool) -> list:
-    """The estimators' default callbacks: skorch's, a ``ProgressBar`` when ``progress_bar``,
-    the cosine schedule and the accumulator pruning.
+    """The estimators' default callbacks: skorch's, an ``EpochProgressBar`` when
+    ``progress_bar``, the notice of a long fit, the cosine schedule and the accumulator
+    pruning.
 
     A callback of the same kind in the user's ``callbacks`` replaces the default: one bar, and
     the user's learning-rate schedule (an ``LRScheduler``) instead of one fighting the default
     cosine schedule.
     """
-    progress = [("progress_bar", ProgressBar())]
+    progress = [("progress_bar", EpochProgressBar())]
     user_bar = _has_callback(callbacks, ProgressBar)
     schedule = [("lr_schedule", CosineLearningRate())]
     return [
         *skorch_defaults,
         *(progress if progress_bar is True and not user_bar else []),
+        ("long_fit_notice", LongFitNotice()),
         *([] if _has_callback(callbacks, LRScheduler, CosineLearningRate) else schedule),
         (PRUNING, AccumulatorPruning()),
     ]
