@@ -32,9 +32,11 @@ class FHECircuit:
     Parameters
     ----------
     integer_model : IntegerModel
-    input_codes : int64 array (n_samples, n_features)
-        Rows added to the compilation input set (the corners of the input code range are
-        always added); they do not size the accumulators, the certificate does.
+    input_codes : int64 array (n_samples, n_features) or None
+        Rows added to the compilation input set. The two corners of the input code range
+        (every feature at its lowest code, every feature at its highest) are always in it,
+        and are enough (None: they alone): they give the input's full range, and the
+        certificate, not the input set, sizes every accumulator.
     configuration : concrete.fhe.Configuration or None
         Compilation options; None uses ``default_configuration()``.
 
@@ -46,7 +48,9 @@ class FHECircuit:
         ``run`` adds it back to what it decrypts.
     """
 
-    def __init__(self, integer_model: IntegerModel, input_codes: np.ndarray, configuration=None):
+    def __init__(
+        self, integer_model: IntegerModel, input_codes: np.ndarray | None = None, configuration=None
+    ):
         fhe = _import_fhe()
         if configuration is None:
             configuration = default_configuration()
@@ -94,7 +98,8 @@ class FHECircuit:
         low, high = integer_model.input_range
         n_features = integer_model.n_features_in
         corners = [np.full(n_features, low), np.full(n_features, high)]
-        inputset = corners + [row for row in np.asarray(input_codes, dtype=np.int64)]
+        rows = [] if input_codes is None else list(np.asarray(input_codes, dtype=np.int64))
+        inputset = corners + rows
         compiler = fhe.Compiler(inference, {"x": "encrypted"})
         self.circuit = compiler.compile(inputset, configuration)
         self.max_bit_width = int(self.circuit.graph.maximum_integer_bit_width())

@@ -2,6 +2,7 @@
 
 import pickle
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -98,10 +99,21 @@ def test_a_refit_needs_a_new_compile(iris):
         model.predict(X, fhe="simulate")
 
 
-def test_pickling_drops_the_circuit(compiled, iris):
-    restored = pickle.loads(pickle.dumps(compiled))
+@pytest.mark.slow
+def test_pickling_drops_the_circuit_with_a_warning_and_compile_rebuilds_it(compiled, iris):
+    """compile() without data traces the corners of the input range; the certificate sizes
+    the accumulators, so the circuit is the one compile(X) builds."""
+    with pytest.warns(UserWarning, match=r"circuit does not pickle.*call compile\(\)"):
+        restored = pickle.loads(pickle.dumps(compiled))
     assert not hasattr(restored, "fhe_circuit_")
     np.testing.assert_array_equal(restored.predict(iris[0]), compiled.predict(iris[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing was compiled: nothing to say
+        pickle.loads(pickle.dumps(restored))
+    restored.compile()
+    X = np.vstack([iris[0], corner_inputs(restored, 50)])
+    np.testing.assert_array_equal(restored.predict(X, fhe="simulate"), restored.predict(X))
+    assert restored.fhe_circuit_.max_bit_width == compiled.fhe_circuit_.max_bit_width
 
 
 def test_missing_extra_says_how_to_install(compiled, iris, monkeypatch):

@@ -327,14 +327,19 @@ class QNNEstimatorBase:
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
-        # A compiled circuit holds native objects that do not pickle: compile again.
-        # A copy made during fit (Checkpoint's f_pickle) is not in the training loop.
+        # A compiled circuit holds native objects that do not pickle: None marks its place,
+        # so that unpickling warns to compile again. A copy made during fit (Checkpoint's
+        # f_pickle) is not in the training loop.
         state = super().__getstate__()
-        state.pop("fhe_circuit_", None)
+        if "fhe_circuit_" in state:
+            state["fhe_circuit_"] = None
         state.pop("_in_training_loop", None)
         return state
 
     def __setstate__(self, state):
+        if "fhe_circuit_" in state:
+            del state["fhe_circuit_"]
+            lifecycle.warn_circuit_dropped(self)
         super().__setstate__(state)
         if getattr(self, "optimizer_", None) is not None and self.initialized_:
             # The module is rebuilt on unpickling: point the optimizer at its parameters.

@@ -11,12 +11,14 @@ estimator.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from concrete_qnn.certificate import AccumulatorCertificate
+from concrete_qnn.estimators.lifecycle import CIRCUIT_NOT_PICKLED
 from concrete_qnn.estimators.validation import (
     PRUNE_PERCENTAGE,
     check_network_matches_parameters,
@@ -99,23 +101,30 @@ class FittedModelMethods:
 
         return export_onnx(self.module_, path, self.n_features_in_, qonnx_domain)
 
-    def compile(self, X):
+    def compile(self, X=None):
         """Compile the integer model into an FHE circuit with Zama's concrete-python
         (needs the ``fhe`` extra).
 
-        ``X`` (n_samples, n_features) joins the compilation input set; the accumulator
-        bit-widths come from the certificate, so every input is computed correctly.
+        The accumulator bit-widths come from the certificate, so every input is computed
+        correctly; the circuit is traced on the two corners of the input quantizer's range,
+        which need no data, and on the rows of ``X`` (n_samples, n_features) if given.
+        ``compile()`` rebuilds the circuit of an unpickled estimator (pickling drops it).
         Returns ``self``; the circuit is ``fhe_circuit_``.
 
         Raises
         ------
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
+        ValueError
+            If ``X`` does not have the fitted data's features.
         """
-        X = validate_predict_data(self, X)
+        check_is_fitted(self)
+        codes = None
+        if X is not None:
+            codes = self.integer_model_.quantize_input(validate_predict_data(self, X))
         from concrete_qnn.fhe import FHECircuit
 
-        self.fhe_circuit_ = FHECircuit(self.integer_model_, self.integer_model_.quantize_input(X))
+        self.fhe_circuit_ = FHECircuit(self.integer_model_, codes)
         return self
 
     def save_fhe(self, directory):
@@ -185,7 +194,9 @@ class FittedModelMethods:
                 "prune the model it came from instead"
             )
         check_network_matches_parameters(self)
-        pruned = copy.deepcopy(self)
+        with warnings.catch_warnings():  # the copy's circuit would be dropped by training
+            warnings.filterwarnings("ignore", message=CIRCUIT_NOT_PICKLED)
+            pruned = copy.deepcopy(self)
         fraction = float(n_prune_neurons_percentage)
         pruned.module_.n_prune_neurons_percentage = fraction
         pruned.set_params(module__n_prune_neurons_percentage=fraction)  # the network is kept

@@ -67,6 +67,20 @@ def _warn_coarse_lookups(net, certificate, rounding_threshold_bits) -> None:
         )
 
 
+# What an unpickled estimator that was compiled warns: the circuit holds concrete-python's
+# native objects, which do not pickle.
+CIRCUIT_NOT_PICKLED = "the compiled FHE circuit does not pickle"
+
+
+def warn_circuit_dropped(net) -> None:
+    """Warn that ``net`` was compiled when pickled and its circuit is gone."""
+    warnings.warn(
+        f"{CIRCUIT_NOT_PICKLED}: it was dropped when this {type(net).__name__} was pickled; "
+        "call compile() to rebuild it (no data needed) before predict(fhe=...) or save_fhe",
+        stacklevel=3,  # pickle.loads' caller
+    )
+
+
 def build_integer_model(net) -> None:
     """Build ``integer_model_`` from the trained network."""
     net.integer_model_ = integer_model(net, net.rounding_threshold_bits)
