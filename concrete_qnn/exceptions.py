@@ -1,4 +1,5 @@
-"""The errors concrete-qnn raises, by kind, so that a caller can catch one kind.
+"""The errors concrete-qnn raises, by kind, so that a caller can catch one kind, and its
+one warning of its own (``InputRangeWarning``).
 
 Each is a subclass of the built-in exception the package raised before these classes
 existed (``ValueError`` or ``RuntimeError``), so ``except ValueError`` keeps working; all of
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "AccumulatorBoundError",
+    "InputRangeWarning",
     "InvalidParameterError",
     "ModelFileError",
     "NotCompiledError",
@@ -39,3 +41,9 @@ class ModelFileError(QNNError, ValueError):
 class NotCompiledError(QNNError, RuntimeError):
     """An encrypted operation asked of a model, client or server without what it needs:
     a model not compiled since its last fit, or a client without keys."""
+
+
+class InputRangeWarning(UserWarning):
+    """Rows whose values lie mostly far outside the input quantizer's range, so that they
+    are clipped: most often raw rows given to a model trained on preprocessed (scaled) ones
+    (``integer.io.FAR_OUT_FRACTION`` says when it is issued)."""

@@ -1,9 +1,10 @@
 """The data owner's side: keys, quantization, encryption, decryption, predictions.
 
 ``FHEClient`` reads a client artifact (``save_fhe``'s ``DIRECTORY/client``), makes the keys
-with concrete-python's client layer, quantizes rows with the model's own input quantizer and
-encrypts one ciphertext per row; after the server's computation it decrypts and applies the
-model's output head, so ``predict`` equals the estimator's ``predict(X, fhe="disable")``.
+with concrete-python's client layer, applies a deployed pipeline's preprocessing, quantizes
+rows with the model's own input quantizer and encrypts one ciphertext per row; after the
+server's computation it decrypts and applies the model's output head, so ``predict`` equals
+the estimator's (or the deployed pipeline's) ``predict(X, fhe="disable")``.
 The secret key never leaves this object unless ``save_keys`` writes it to a file.
 """
 
@@ -210,13 +211,18 @@ class FHEClient:
 
     # ------------------------------------------------------------------ data
     def encrypt(self, X) -> list[bytes]:
-        """One ciphertext per row of ``X``, quantized with the model's input quantizer.
+        """One ciphertext per row of ``X``, preprocessed as the deployed pipeline's steps
+        before the estimator (if ``deploy.save_fhe`` wrote the artifact from a pipeline) and
+        quantized with the model's input quantizer (``ModelIO.quantize_input``, which warns
+        with an ``InputRangeWarning`` when the values lie mostly far outside its range).
 
         Parameters
         ----------
-        X : array-like or DataFrame (n_samples, n_features)
-            Finite numbers, validated as the estimator's ``predict`` validates them
-            (float32); a DataFrame's columns must be the model's feature names, in order.
+        X : array-like or DataFrame (n_samples, n_columns)
+            Finite numbers, validated as the estimator's ``predict`` validates them (in
+            float64, quantized in float32 as the estimator does); the raw rows a deployed
+            pipeline's ``predict`` takes. A DataFrame's columns must be the model's (or
+            pipeline's) feature names, in order.
 
         Returns
         -------
@@ -281,7 +287,7 @@ class FHEClient:
                 f"X has the columns {list(map(str, columns))}, the model was fitted with "
                 f"{list(names)}: pass the same columns in the same order"
             )
-        return check_array(X, dtype=np.float32)
+        return check_array(X, dtype=np.float64)
 
     # ------------------------------------------------------------------ HTTP
     def run_remote(

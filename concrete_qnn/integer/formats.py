@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import reprlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,12 +29,13 @@ class FileFormat:
     """A file format: the ``"format"`` and ``"format_version"`` entries of its metadata.
 
     ``entries`` (or None): the other entries its metadata must hold, checked by ``check``
-    (see ``check_entries``).
+    (see ``check_entries``). ``older``: earlier versions this package still reads.
     """
 
     name: str
     version: int
     entries: dict | None = None
+    older: tuple[int, ...] = ()
 
     def header(self) -> dict:
         """The first two entries of a file's metadata: ``format`` and ``format_version``."""
@@ -53,10 +54,11 @@ class FileFormat:
         if not isinstance(metadata, dict) or metadata.get("format") != self.name:
             raise ValueError(f"its metadata does not name the format {self.name!r}")
         version = metadata.get("format_version")
-        if not is_integer(version) or version != self.version:
+        if not is_integer(version) or version not in (self.version, *self.older):
             raise ValueError(
                 f"it has format version {reprlib.repr(version)}; this concrete-qnn reads "
                 f"version {self.version}"
+                + (f" (and {', '.join(map(str, self.older))})" if self.older else "")
             )
         if self.entries is not None:
             check_entries(metadata, self.entries)
@@ -175,8 +177,18 @@ FEATURE_NAMES = Constraint(
 _STANDARDIZATION = Constraint(
     lambda value: value is None or _numbers(value), "null or a list of numbers"
 )
-# The input quantizer and output head of a deployment artifact (``io_to_json``).
-IO_ENTRIES = {
+
+
+def _label_dtype(value) -> bool:
+    """The ``dtype.str`` of labels: object, str, bool, integer or float."""
+    try:
+        return isinstance(value, str) and np.dtype(value).kind in "OUbiuf"
+    except TypeError:
+        return False
+
+
+# The input quantizer and output head of a version 3 deployment artifact.
+IO_ENTRIES_3 = {
     "input": {
         "n_features": _POSITIVE_INTEGER,
         "scale": _NUMBER,
@@ -190,6 +202,30 @@ IO_ENTRIES = {
         "feature_std": _STANDARDIZATION,
     },
     "output": {"scales": Constraint(_numbers, "a list of numbers"), **HEAD_ENTRIES},
+    "feature_names": FEATURE_NAMES,
+}
+# Version 4's (``io_to_json``): version 3's, the column selection of a deployed pipeline
+# (``ModelIO.columns``, ``n_columns``; ``feature_names`` then names X's columns) and the
+# classes' dtype (``classes.dtype.str``: object-dtype labels stay object).
+IO_ENTRIES = {
+    "input": {
+        **IO_ENTRIES_3["input"],
+        "n_columns": _POSITIVE_INTEGER,
+        "columns": Constraint(
+            lambda value: (
+                value is None
+                or (isinstance(value, list) and all(is_integer(v) and v >= 0 for v in value))
+            ),
+            "null or a list of non-negative integers",
+        ),
+    },
+    "output": {
+        **IO_ENTRIES_3["output"],
+        "classes_dtype": Constraint(
+            lambda value: value is None or _label_dtype(value),
+            "null or the dtype of object, str, bool, integer or float labels",
+        ),
+    },
     "feature_names": FEATURE_NAMES,
 }
 
@@ -227,6 +263,7 @@ def names_to_json(feature_names: np.ndarray | None) -> list[str] | None:
 def io_to_json(io: ModelIO) -> dict:
     """A ``ModelIO`` as the entries ``input``, ``output`` and ``feature_names``
     (``IO_ENTRIES``)."""
+    classes = io.head.classes
     return {
         "input": {
             "n_features": io.n_features,
@@ -234,14 +271,21 @@ def io_to_json(io: ModelIO) -> dict:
             "code_range": list(io.input_range),
             "feature_mean": _array_to_json(io.feature_mean),
             "feature_std": _array_to_json(io.feature_std),
+            "n_columns": io.n_columns,
+            "columns": _array_to_json(io.columns),
         },
-        "output": {"scales": io.output_scales.tolist(), **head_to_json(io.head)},
+        "output": {
+            "scales": io.output_scales.tolist(),
+            **head_to_json(io.head),
+            "classes_dtype": None if classes is None else classes.dtype.str,
+        },
         "feature_names": names_to_json(io.feature_names),
     }
 
 
 def io_from_json(metadata: dict) -> ModelIO:
-    """The ``ModelIO`` that ``io_to_json`` wrote into ``metadata``.
+    """The ``ModelIO`` that ``io_to_json`` wrote into ``metadata``; the layout of a
+    ``FHE_CLIENT`` file of version 3 (``"format_version": 3``) too.
 
     Raises
     ------
@@ -249,17 +293,27 @@ def io_from_json(metadata: dict) -> ModelIO:
         If an entry is missing or of the wrong type (``check_entries``), or the values do
         not make a valid ``ModelIO``.
     """
-    check_entries(metadata, IO_ENTRIES)
+    version_3 = metadata.get("format_version") == 3
+    check_entries(metadata, IO_ENTRIES_3 if version_3 else IO_ENTRIES)
     quantizer, output = metadata["input"], metadata["output"]
+    head = head_from_json(output)
+    dtype = output.get("classes_dtype")
+    if dtype is not None:
+        head = replace(head, classes=np.asarray(output["classes"], dtype=np.dtype(dtype)))
+        if head.classes.tolist() != output["classes"]:
+            raise ValueError(f"the classes do not keep their values as {dtype}")
+    columns = quantizer.get("columns")
     return ModelIO(
         quantizer["scale"],
         quantizer["code_range"],
         quantizer["n_features"],
         np.asarray(output["scales"], dtype=np.float64),
-        head_from_json(output),
+        head,
         metadata["feature_names"],
         _array_from_json(quantizer["feature_mean"]),
         _array_from_json(quantizer["feature_std"]),
+        None if columns is None else np.asarray(columns, dtype=np.int64),
+        quantizer.get("n_columns"),
     )
 
 
@@ -303,8 +357,10 @@ MODEL_FILE = FileFormat(
         "sha256": _SHA256,
     },
 )
-# The deployment artifacts' JSON files (``deploy.artifacts``), checked there.
-FHE_CLIENT = FileFormat("concrete-qnn fhe client", 3)
+# The deployment artifacts' JSON files (``deploy.artifacts``), checked there. Client 4: the
+# column selection of a deployed pipeline and the classes' dtype (``IO_ENTRIES``); version 3
+# files still load, without them.
+FHE_CLIENT = FileFormat("concrete-qnn fhe client", 4, older=(3,))
 FHE_SERVER = FileFormat("concrete-qnn fhe server", 3)
 # The keys.json of a keys file (``FHEClient.save_keys``).
 FHE_KEYS = FileFormat("concrete-qnn fhe keys", 3)

@@ -1,9 +1,11 @@
 """The integer model's two clear ends: input quantization and the output head (numpy only).
 
 They are the parts of inference that the data owner runs in the clear around an encrypted
-computation: ``quantize_input`` before encryption, ``dequantize_output`` and the predictions
-after decryption. ``IntegerModel`` delegates to a ``ModelIO`` and the FHE client rebuilds one
-from its artifact, so the clear model and the client share one implementation.
+computation: ``quantize_input`` (the column selection and per-feature affine map of a
+deployed pipeline's preprocessing, or a standardization, then the quantizer) before
+encryption, ``dequantize_output`` and the predictions after decryption. ``IntegerModel``
+delegates to a ``ModelIO`` and the FHE client rebuilds one from its artifact, so the clear
+model and the client share one implementation.
 """
 
 from __future__ import annotations
@@ -14,6 +16,19 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+
+from concrete_qnn.exceptions import InputRangeWarning
+
+# When ``quantize_input`` warns that its rows are not on the training data's scale. The input
+# quantizer's scale is learned from the training data's 99th percentile of |x|, so about 1%
+# of training values clip (1.6% on breast_cancer at 2/2/6 bits, 4-bit input codes [-8, 7])
+# and about 0.1% lie beyond twice the largest code's magnitude ("far out"). Raw rows given to
+# that model trained on standardized ones: 31% clip, 30% far out (the other features are
+# below 1 in raw units). A single standardized row clips up to 53% of its values (an
+# outlier), but at most 13% far out. So: warn when more than FAR_OUT_FRACTION of the values
+# quantized in one call lie beyond FAR_OUT_FACTOR times the largest code's magnitude.
+FAR_OUT_FACTOR = 2
+FAR_OUT_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -49,16 +64,24 @@ class ModelIO:
         Real value of one last-layer accumulator unit per output, > 0.
     head : OutputHead
         How real outputs become labels or targets.
-    feature_names : array of str (n_features,) or None
+    feature_names : array of str (n_columns,) or None
+        Names of the columns of ``X``.
     feature_mean, feature_std : float64 arrays (n_features,) or None
-        Standardization ``(X - mean) / std`` applied before quantization.
+        Standardization ``(X - mean) / std`` applied before quantization: any per-feature
+        affine map, such as a deployed pipeline's scalers composed (``deploy.preprocessing``).
+    columns : int64 array (n_features,) or None
+        The column of ``X`` each feature reads (a pipeline's column selection); None: ``X``
+        has ``n_features`` columns, feature ``j`` is column ``j``.
+    n_columns : int or None
+        Number of columns of ``X``; None: ``n_features``. Set with ``columns``.
 
     Raises
     ------
     ValueError
         If a scale is not positive and finite, a shape is wrong, ``feature_mean`` and
-        ``feature_std`` are not given together, or the head does not fit the outputs (a
-        classifier without one label per output, a regression head with labels).
+        ``feature_std`` are not given together, a column index is outside ``X``'s columns,
+        or the head does not fit the outputs (a classifier without one label per output, a
+        regression head with labels).
     """
 
     def __init__(
@@ -71,6 +94,8 @@ class ModelIO:
         feature_names=None,
         feature_mean=None,
         feature_std=None,
+        columns=None,
+        n_columns=None,
     ):
         self.input_scale = float(input_scale)
         self.input_range = (int(input_range[0]), int(input_range[1]))
@@ -80,6 +105,8 @@ class ModelIO:
         self.feature_names = None if feature_names is None else np.asarray(feature_names)
         self.feature_mean = feature_mean
         self.feature_std = feature_std
+        self.columns = columns
+        self.n_columns = self.n_features if n_columns is None else int(n_columns)
         self._validate()
 
     def _validate(self) -> None:
@@ -92,9 +119,22 @@ class ModelIO:
             raise ValueError("output_scales must be a 1-D numpy array of float64")
         if not (np.all(np.isfinite(scales)) and np.all(scales > 0)):
             raise ValueError("output scales must be positive and finite")
-        if self.feature_names is not None and self.feature_names.shape != (self.n_features,):
+        if self.feature_names is not None and self.feature_names.shape != (self.n_columns,):
             raise ValueError(
-                f"feature_names has shape {self.feature_names.shape}, expected ({self.n_features},)"
+                f"feature_names has shape {self.feature_names.shape}, expected ({self.n_columns},)"
+            )
+        if self.columns is None:
+            if self.n_columns != self.n_features:
+                raise ValueError("n_columns differs from n_features without columns to select")
+        elif not (
+            isinstance(self.columns, np.ndarray)
+            and self.columns.dtype == np.int64
+            and self.columns.shape == (self.n_features,)
+            and np.all((self.columns >= 0) & (self.columns < self.n_columns))
+        ):
+            raise ValueError(
+                f"columns must be an int64 numpy array of shape ({self.n_features},) of "
+                f"indices below n_columns={self.n_columns}"
             )
         if (self.feature_mean is None) != (self.feature_std is None):
             raise ValueError("feature_mean and feature_std go together")
@@ -194,26 +234,52 @@ class ModelIO:
         """Input codes, int64 (n_samples, n_features): ``clip(round(X / s), min, max)``.
 
         Computed in float32, as the Brevitas quantizer of the torch module computes it,
-        after the standardization ``(X - feature_mean) / feature_std`` when there is one.
+        after the column selection (``columns``) and the standardization
+        ``(X - feature_mean) / feature_std`` (in float64) when there are ones. Warns
+        (``InputRangeWarning``) when more than ``FAR_OUT_FRACTION`` of the values lie beyond
+        ``FAR_OUT_FACTOR`` times the largest code's magnitude.
 
         Raises
         ------
         ValueError
-            If ``X`` is not 2-D with ``n_features`` columns, or contains NaN.
+            If ``X`` is not 2-D with ``n_columns`` columns, or contains NaN (``pd.NA``
+            included) or a value that is not a number.
         """
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
+        X = as_array(X)
+        if X.ndim != 2 or X.shape[1] != self.n_columns:
             raise ValueError(
                 f"X has {X.shape[-1] if X.ndim else 0} features, but the model is expecting "
-                f"{self.n_features} features as input"
+                f"{self.n_columns} features as input"
             )
-        if self.feature_mean is not None:
-            X = (X.astype(np.float64) - self.feature_mean) / self.feature_std
-        X = X.astype(np.float32)
+        if self.columns is not None:
+            X = X[:, self.columns]
+        try:
+            if self.feature_mean is not None:
+                X = (X.astype(np.float64) - self.feature_mean) / self.feature_std
+            X = X.astype(np.float32)
+        except TypeError as error:  # an object array holding pd.NA, None or another object
+            raise ValueError(f"Input X holds a value that is not a number: {error}") from None
         if np.isnan(X).any():
             raise ValueError("Input X contains NaN: every feature needs a value")
         codes = np.round(X / np.float32(self.input_scale))
+        self._warn_if_far_out(codes)
         return np.clip(codes, *self.input_range).astype(np.int64)
+
+    def _warn_if_far_out(self, codes: np.ndarray) -> None:
+        limit = FAR_OUT_FACTOR * max(-self.input_range[0], self.input_range[1])
+        fraction = np.mean(np.abs(codes) > limit) if codes.size else 0.0
+        if fraction > FAR_OUT_FRACTION:
+            low, high = (code * self.input_scale for code in self.input_range)
+            warnings.warn(
+                f"{fraction:.0%} of the input values lie beyond {FAR_OUT_FACTOR} times the "
+                f"range the input quantizer represents ([{low:.3g}, {high:.3g}]"
+                + (" after the model's own preprocessing" if self.feature_mean is not None else "")
+                + "), so they are clipped: are the rows preprocessed (scaled) as the training "
+                "rows were? A fitted Pipeline deployed with concrete_qnn.deploy.save_fhe(pipeline,"
+                " directory) carries its scalers to the client",
+                InputRangeWarning,
+                stacklevel=3,
+            )
 
     def dequantize_output(self, accumulators: np.ndarray) -> np.ndarray:
         """Real outputs, float64 (n_samples, n_outputs): ``s_w * s_x * A``."""
@@ -232,6 +298,14 @@ class ModelIO:
             return self.head.classes[outputs.argmax(axis=1)]
         outputs = outputs * self.head.target_std + self.head.target_mean
         return outputs.ravel() if self.head.target_ndim == 1 else outputs
+
+
+def as_array(X) -> np.ndarray:
+    """``X`` as a numpy array; a DataFrame as float64, its missing values (``pd.NA`` of a
+    nullable column included) as NaN, which ``quantize_input`` refuses with its message."""
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        return X.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(X)
 
 
 def target_statistic(value) -> float | np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from concrete_qnn.accumulator import code_range
 from concrete_qnn.certificate import AccumulatorCertificate
 from concrete_qnn.integer.formats import CONFIG_KEYS
-from concrete_qnn.integer.io import ModelIO, target_statistic
+from concrete_qnn.integer.io import ModelIO, as_array, target_statistic
 from concrete_qnn.integer.model_file import read_model_file, write_model_file
 from concrete_qnn.integer.validation import certify, check_layers, partial_sum_bound
 
@@ -191,7 +191,7 @@ class IntegerModel:
         ``X`` is an array or a DataFrame (see ``ModelIO.columns_by_name``). Memory: the output
         plus one batch of ``BATCH_ROWS`` rows through the network, whatever ``n_samples``.
         """
-        X = np.asarray(self.io.columns_by_name(X))
+        X = as_array(self.io.columns_by_name(X))
         outputs = np.empty((len(X), self.weights[-1].shape[0]), dtype=np.int64)
         for start in range(0, max(len(X), 1), BATCH_ROWS):
             codes = self.quantize_input(X[start : start + BATCH_ROWS])

@@ -79,7 +79,7 @@ def test_artifacts_are_json_and_concrete_formats_only(deployed):
         "server/server.zip",
     ]
     metadata = json.loads((directory / "client" / "client.json").read_text())
-    assert metadata["format_version"] == 3
+    assert metadata["format_version"] == 4
     assert metadata["packages"]["concrete-python"] == fhe.__version__
     assert metadata["output"]["classes"] == [0, 1, 2]
     assert metadata["circuit"] == client.circuit
@@ -198,7 +198,7 @@ def test_damaged_or_mismatched_artifacts_are_refused(deployed, tmp_path):
     cases = [
         (
             {**metadata, "format_version": 1},
-            "has format version 1; this concrete-qnn reads version 3",
+            r"has format version 1; this concrete-qnn reads version 4 \(and 3\)",
         ),
         (
             {**metadata, "packages": {**metadata["packages"], "concrete-python": "2.0.0"}},

@@ -108,19 +108,26 @@ def test_client_json_is_written_as_before_and_reads_back(saved, tmp_path, which)
         ),
         "regressor": _regressor(saved),
     }[which]
+    # version 3: version 4's layout less the entries it added
+    layout = io_to_json(model.io)
+    del layout["input"]["n_columns"], layout["input"]["columns"]
+    del layout["output"]["classes_dtype"]
     data = {
         **FHE_CLIENT.header(),
+        "format_version": 3,
         "packages": {"x": "1"},
         "circuit": "c" * 64,
-        **io_to_json(model.io),
+        **layout,
         "output_offsets": [1, 2],
     }
     path = tmp_path / "client.json"
     artifacts._write_json(path, data)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == CLIENT_JSON_SHA256[which]
+    FHE_CLIENT.check(json.loads(path.read_text()))
     io = io_from_json(json.loads(path.read_text()))
     assert io_to_json(io) == io_to_json(model.io)
     assert list(io_to_json(io)) == ["input", "output", "feature_names"]
+    assert list(io_to_json(io)["input"])[-2:] == ["n_columns", "columns"]
     assert list(io_to_json(io)["output"]) == [
         "scales",
         "task",
@@ -128,6 +135,7 @@ def test_client_json_is_written_as_before_and_reads_back(saved, tmp_path, which)
         "target_ndim",
         "target_mean",
         "target_std",
+        "classes_dtype",
     ]
 
 

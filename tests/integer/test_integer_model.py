@@ -409,6 +409,20 @@ def test_nan_at_integer_predict_is_a_value_error(named):
         loaded.predict(X)
 
 
+def test_pd_na_of_a_nullable_column_is_refused_as_nan(named):
+    import pandas as pd
+
+    loaded, frame, _ = named
+    X = frame.assign(age=pd.array(np.round(frame["age"]), dtype="Int64"))
+    np.testing.assert_array_equal(loaded.predict(X), loaded.predict(X.astype(float)))
+    X.loc[3, "age"] = pd.NA
+    for method in (loaded.predict, loaded.quantize_input):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            method(X)
+    with pytest.raises(ValueError, match="Input X holds a value that is not a number"):
+        loaded.predict(X.to_numpy())  # an object array holding pd.NA
+
+
 def test_wrong_feature_count_at_integer_predict(digits_model):
     model, X, _ = digits_model
     with pytest.raises(ValueError, match="X has 10 features, but the model is expecting 64"):
