@@ -23,7 +23,7 @@ from skorch import NeuralNet
 from skorch.utils import to_tensor
 
 from concrete_qnn.estimators import lifecycle, validation
-from concrete_qnn.qnn_module import SparseQuantNeuralNetwork
+from concrete_qnn.nn.network import SparseQuantNeuralNetwork
 from concrete_qnn.training import batching
 from concrete_qnn.training.callbacks import default_callbacks, pruning_last
 

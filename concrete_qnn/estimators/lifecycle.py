@@ -21,7 +21,7 @@ import torch
 
 from concrete_qnn.accumulator import lookup_bits_per_layer
 from concrete_qnn.exceptions import AccumulatorBoundError
-from concrete_qnn.integer_model import IntegerModel
+from concrete_qnn.integer import IntegerModel
 
 # A hidden layer's lookup that reads this many bits or fewer, where more were asked for, has
 # lost its accumulator: iris at module__n_accum_bits=16 with the default 5-bit lookups

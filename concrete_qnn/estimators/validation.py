@@ -23,8 +23,8 @@ from sklearn.utils.validation import (
 from concrete_qnn.accumulator import lookup_bits_per_layer
 from concrete_qnn.constraints import Constraint, integer_at_least, is_integer, number_in
 from concrete_qnn.exceptions import InvalidParameterError
-from concrete_qnn.integer_model import MAX_LOOKUP_BITS
-from concrete_qnn.qnn_module import SparseQuantNeuralNetwork
+from concrete_qnn.integer import require_lookup_bits
+from concrete_qnn.nn.network import SparseQuantNeuralNetwork
 from concrete_qnn.training.batching import TrainingData
 from concrete_qnn.training.callbacks import PRUNING
 
@@ -189,13 +189,11 @@ def _check_table_sizes(n_accum_bits, lookup_bits: list, net) -> None:
     if not is_integer(n_accum_bits):
         return  # the module refuses it
     widest = max((min(n_accum_bits, bits or n_accum_bits) for bits in lookup_bits), default=0)
-    if widest > MAX_LOOKUP_BITS:
-        raise InvalidParameterError(
-            f"module__n_accum_bits={n_accum_bits} with rounding_threshold_bits="
-            f"{net.rounding_threshold_bits!r} gives table lookups of up to {widest} bits "
-            f"(2^{widest} entries per neuron); the integer model's tables read at most "
-            f"{MAX_LOOKUP_BITS} bits: set rounding_threshold_bits to at most {MAX_LOOKUP_BITS}"
-        )
+    require_lookup_bits(
+        widest,
+        f"with module__n_accum_bits={n_accum_bits} and rounding_threshold_bits="
+        f"{net.rounding_threshold_bits!r}, a table",
+    )
 
 
 def _check_module_parameters(net) -> None:
