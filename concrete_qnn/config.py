@@ -184,7 +184,9 @@ class NetworkConfig:
     def weight_scaling_used(self) -> str:
         """``weight_scaling`` resolved: ``"auto"`` gives ``"budget_mse"`` under
         ``"l1_budget"`` at ``n_accum_bits <= 7`` (``AUTO_BUDGET_MSE_MAX_ACCUM_BITS``), else
-        ``"max"``."""
+        ``"max"``; a rule that owns its scales (``"a2q"``) gives ``"budget_mse"``."""
+        if self.rule.owns_weight_scale:
+            return "budget_mse"
         if self.weight_scaling != "auto":
             return self.weight_scaling
         tight = self.n_accum_bits <= AUTO_BUDGET_MSE_MAX_ACCUM_BITS

@@ -91,7 +91,10 @@ def test_hidden_width_is_at_least_n_hidden_neurons_min(input_dim, multiplier, mi
             r"n_a_bits=1 .* activation codes \[0, 0\]",
         ),
         ({"n_accum_bits": 4}, r"n_accum_bits=4 is too small for n_w_bits=3 and n_a_bits=3"),
-        ({"accumulator_rule": "a2q"}, r"accumulator_rule must be one of 'fan_in', 'l1_budget'"),
+        (
+            {"accumulator_rule": "a3q"},
+            r"accumulator_rule must be one of 'fan_in', 'l1_budget', 'a2q'",
+        ),
         (
             {"weight_scaling": "mse"},
             r"weight_scaling must be one of 'max', 'budget_mse', 'auto', got 'mse'",

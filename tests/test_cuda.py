@@ -24,7 +24,7 @@ def on_gpu(model) -> bool:
     return all(tensor.is_cuda for tensor in tensors)
 
 
-@pytest.mark.parametrize("rule", ["fan_in", "l1_budget"])
+@pytest.mark.parametrize("rule", ["fan_in", "l1_budget", "a2q"])
 def test_a_gpu_fit_is_one_certified_integer_model(iris, rule, tmp_path, check_one_fitted_model):
     X, y = iris
     model = QNNClassifier(**FAST, module__accumulator_rule=rule, device="cuda").fit(X, y)

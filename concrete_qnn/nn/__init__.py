@@ -10,9 +10,11 @@ _NAMES = {
     "SparseQuantNeuralNetwork": "concrete_qnn.nn.network",
     "ACCUMULATOR_RULES": "concrete_qnn.nn.rules",
     "AccumulatorRule": "concrete_qnn.nn.rules",
+    "A2QRule": "concrete_qnn.nn.rules",
     "FanInRule": "concrete_qnn.nn.rules",
     "L1BudgetRule": "concrete_qnn.nn.rules",
     "FanInMask": "concrete_qnn.nn.masks",
+    "L1BallMask": "concrete_qnn.nn.masks",
     "L1BudgetMask": "concrete_qnn.nn.masks",
     "NeuronMask": "concrete_qnn.nn.masks",
 }

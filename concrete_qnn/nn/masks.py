@@ -186,3 +186,121 @@ class L1BudgetMask(NeuronMask):
         kept = (self.positions[: order.shape[1]] < n_keep[:, None]).to(weight.dtype)
         selection = torch.zeros_like(weight).scatter_(1, order, kept)
         return torch.where((n_keep == weight.shape[1])[:, None], 1.0, selection)
+
+
+class L1BallMask(NeuronMask):
+    """The A2Q rule: every weight kept, each neuron's scale set so its codes fill its budget.
+
+    A2Q (Colbert et al. 2023, "A2Q: Accumulator-Aware Quantization with Guaranteed Overflow
+    Avoidance") bounds each neuron's weight codes by a per-neuron L1 norm and rounds toward
+    zero, so that no rounding can leave the bound; weights are learned inside that L1 ball
+    rather than pruned to fit it. Here the ball is the certificate's exact interval
+    (``accumulator.accumulator_bounds``): with ``P(w) = sum_i max(w_i * xmin_i, w_i * xmax_i)``
+    and ``N(w) = -sum_i min(...)``, a row's codes ``c = trunc(w / s)`` keep ``P(c) <= P(w) / s``
+    and ``N(c) <= N(w) / s``, so the smallest scale at which ``(P(w) + max(B, 0)) / s`` fits
+    ``accum_high`` and ``(N(w) + max(-B, 0)) / s`` fits ``-accum_low`` (``B``, the bias,
+    ``bias_units``; the sum before the bias fits too) gives codes that fit, the rounding of
+    the bias included (an integer accumulator over ``accum_high`` by at most 0.5 is not).
+    The budget that rounding toward zero leaves is then spent rounding to nearest: the codes
+    whose remainder is over 1/2, largest first, go one code further out while the row's
+    exact interval still fits.
+    The scale is no finer than Brevitas' max-abs scale (the largest weight at the extreme
+    code) and no coarser than the largest weight itself (its code stays at least 1, as
+    ``L1BudgetMask`` keeps it: ``make_pruning_permanent`` repairs a row where even that does
+    not fit). The weights themselves are left as learned: the scale follows them (A2Q
+    learns a norm ``g`` clamped to the budget times the scale; here ``g`` is the weights'
+    own norm, so they never leave the ball and need no projection when training starts).
+
+    ``zero_center`` (A2Q+, Colbert et al. 2024, "A2Q+: Improving Accumulator-Aware Weight
+    Quantization"), for inputs that are never negative: each row's kept weights are
+    centred on 0 before they are quantized, so that ``P`` and ``N`` (positive and negative
+    codes apart) are equal and each uses its half of the accumulator, twice the L1 norm of
+    codes that a row of one sign could hold.
+
+    The codes leave the mask as ``c * s``, with the layer's ``weight_largest_code``
+    (``nn.quantizers.budget_scaled_linear``) set to each row's largest ``|c|``, so Brevitas'
+    quantizer finds the same scale and codes; the gradient passes straight through.
+
+    Parameters
+    ----------
+    n_out, n_in : int
+    weight_range : (int, int), the weight codes ``(wmin, wmax)``
+    input_low, input_high : float arrays (n_in,), the codes each input reaches in training;
+        each range holds 0
+    accum_range : (int, int), the signed ``n_accum_bits`` range
+    layer : brevitas.nn.QuantLinear built by ``budget_scaled_linear``
+    zero_center : bool
+
+    Raises
+    ------
+    ValueError
+        If an input's range does not hold 0.
+    """
+
+    # The scale is widened by this much, so that no float rounding of w / s crosses a code.
+    _MARGIN = 1e-6
+
+    def __init__(
+        self, n_out, n_in, weight_range, input_low, input_high, accum_range, layer, zero_center
+    ):
+        super().__init__(n_out, n_in)
+        if np.any(np.asarray(input_low) > 0) or np.any(np.asarray(input_high) < 0):
+            raise ValueError("L1BallMask needs input code ranges that hold 0")
+        self.weight_low, self.weight_high = (float(end) for end in weight_range)
+        self.accum_low, self.accum_high = (float(end) for end in accum_range)
+        self.zero_center = bool(zero_center)
+        self.register_buffer("input_low", torch.as_tensor(input_low).float(), persistent=False)
+        self.register_buffer("input_high", torch.as_tensor(input_high).float(), persistent=False)
+        self.bias_units = None
+        self._layer = weakref.ref(layer)  # a weak reference: the layer holds this mask
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        weight = weight * self.row_keep[:, None] * self.col_keep[None, :]
+        if self.zero_center:  # A2Q+: the mean of each row's kept weights (pruned inputs: 0)
+            mean = weight.sum(1, keepdim=True) / self.col_keep.sum().clamp_min(1.0)
+            weight = (weight - mean) * self.row_keep[:, None] * self.col_keep[None, :]
+        codes, scale = self.codes(weight.detach())
+        self._layer().weight_largest_code.copy_(codes.abs().amax(1).clamp_min(1.0))
+        return weight + (codes * scale - weight).detach()
+
+    def codes(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's codes, float (n_out, n_in), and its scale, float (n_out, 1)."""
+        positive, negative = weight.clamp(min=0), (-weight).clamp(min=0)
+        low, high = self.input_low.to(weight), self.input_high.to(weight)
+        top = positive @ high - negative @ low  # P(w): the weighted sum's largest value
+        bottom = -(positive @ low) + negative @ high  # N(w): minus its smallest
+        if self.bias_units is not None:
+            bias = self.bias_units.to(weight)
+            top, bottom = top + bias.clamp(min=0), bottom + (-bias).clamp(min=0)
+        absmax = weight.abs().amax(1)
+        largest = max(-self.weight_low, self.weight_high)
+        scale = torch.maximum(top / self.accum_high, bottom / -self.accum_low)
+        scale = torch.maximum(scale * (1 + self._MARGIN), absmax / largest)
+        scale = torch.minimum(scale, absmax).clamp_min(1e-30)[:, None]
+        ratio = weight / scale
+        codes = torch.trunc(ratio).clamp(self.weight_low, self.weight_high)
+        return self._round_up(ratio, codes, scale, low, high), scale
+
+    def _round_up(self, ratio, codes, scale, low, high):
+        """Round away from zero the codes whose remainder is over 1/2 (largest first) while
+        the row's exact interval, bias included, still fits: round-to-nearest wherever the
+        budget left by rounding toward zero allows it."""
+        remainder = (ratio - codes).abs()
+        up = ratio > 0
+        inside = torch.where(up, codes < self.weight_high, codes > self.weight_low)
+        remainder = torch.where(inside & (ratio != 0), remainder, 0.0)
+        cost_top = torch.where(up, high, -low).expand_as(codes)  # one code further out
+        cost_bottom = torch.where(up, -low, high).expand_as(codes)
+        positive, negative = codes.clamp(min=0), (-codes).clamp(min=0)
+        room_top = self.accum_high - (positive @ high - negative @ low)
+        room_bottom = -self.accum_low - (negative @ high - positive @ low)
+        if self.bias_units is not None:  # Int32Bias rounds to nearest: its largest code
+            bias = self.bias_units.to(ratio) / scale[:, 0]
+            room_top = room_top - torch.floor(bias + 0.5 + 1e-6).clamp(min=0)
+            room_bottom = room_bottom - torch.floor(-bias + 0.5 + 1e-6).clamp(min=0)
+        remainder, order = remainder.sort(1, descending=True)
+        fits = (cost_top.gather(1, order).cumsum(1) <= room_top[:, None]) & (
+            cost_bottom.gather(1, order).cumsum(1) <= room_bottom[:, None]
+        )
+        step = (fits & (remainder > 0.5)).to(codes)  # a prefix: the costs are not negative
+        return codes + torch.zeros_like(codes).scatter_(1, order, step) * torch.sign(ratio)

@@ -72,14 +72,18 @@ class SparseQuantNeuralNetwork(nn.Module):
         Narrow-range codes for weights and activations (drop the extreme code).
     quant_signed : bool
         Signed activation codes.
-    accumulator_rule : str, a name of ``nn.rules.ACCUMULATOR_RULES``: "fan_in" or "l1_budget"
+    accumulator_rule : str, a name of ``nn.rules.ACCUMULATOR_RULES``: "fan_in", "l1_budget", "a2q"
         How training keeps each neuron within ``n_accum_bits``. ``"fan_in"``: at most
         ``max_active_neurons()`` non-zero weights per neuron (``FanInMask``), every weight and
         input at its extreme. ``"l1_budget"``: the largest weights whose codes, weighted by
         the codes each input reaches (hidden inputs after a non-negative activation such as
         ReLU are never negative), fit with the bias (``L1BudgetMask``; A2Q's per-neuron L1
         bound, Colbert et al. 2023), so many small weights fit where few large ones do.
-        Either way ``make_pruning_permanent`` certifies the result exactly.
+        ``"a2q"`` (experimental): every weight kept, each neuron's scale chosen so that its
+        codes, rounded toward zero then to nearest where they still fit, fill that budget
+        (``L1BallMask``; A2Q, with A2Q+'s zero-centring on non-negative inputs); it chooses
+        the scales whatever ``weight_scaling`` says.
+        Whatever the rule, ``make_pruning_permanent`` certifies the result exactly.
     n_hidden_neurons_min : int >= 0
         Fewest neurons per hidden layer (before structured pruning); 0, the default, keeps
         the width ``input_dim * n_hidden_neurons_multiplier``. Few features make narrow

@@ -17,7 +17,7 @@ import numpy as np
 
 from concrete_qnn.accumulator import max_fan_in, signed_range
 from concrete_qnn.exceptions import InvalidParameterError
-from concrete_qnn.nn.masks import FanInMask, L1BudgetMask, NeuronMask
+from concrete_qnn.nn.masks import FanInMask, L1BallMask, L1BudgetMask, NeuronMask
 
 
 class AccumulatorRule:
@@ -35,12 +35,17 @@ class AccumulatorRule:
     scales_with_budget : bool
         Whether its masks can choose each neuron's weight scale too
         (``weight_scaling="budget_mse"``, which ``"auto"`` picks below 8-bit bounds).
+    owns_weight_scale : bool
+        Whether its masks always choose each neuron's weight scale, whatever
+        ``weight_scaling`` says (``weight_scaling_used`` is then ``"budget_mse"``: the layers
+        hold ``weight_largest_code``).
     """
 
     name: str
     finer_inputs_fit: bool
     counts_bias: bool
     scales_with_budget: bool
+    owns_weight_scale: bool = False
 
     def validate(self, config) -> None:
         """Raise ``InvalidParameterError`` if not even one weight fits the bound. Runs when
@@ -144,7 +149,35 @@ class L1BudgetRule(AccumulatorRule):
         ]
 
 
+class A2QRule(L1BudgetRule):
+    """Every weight trained inside its neuron's L1 ball (``L1BallMask``): A2Q's construction
+    (Colbert et al. 2023; round toward zero, a per-neuron scale bounded by the budget) on the
+    certificate's exact interval, bias included, with A2Q+'s zero-centred weights (Colbert
+    et al. 2024) where a layer's inputs are never negative (and it has two or more). Nothing
+    is selected: small weights round to 0 of themselves. Its masks choose every neuron's
+    scale (the largest weight's code may be as small as 1), whatever ``weight_scaling``
+    says, so it refuses what ``L1BudgetRule`` refuses under ``weight_scaling="budget_mse"``."""
+
+    name = "a2q"
+    owns_weight_scale = True
+
+    def masks(self, config, layers) -> list[NeuronMask]:
+        return [
+            L1BallMask(
+                fc.out_features,
+                fc.in_features,
+                config.weight_code_range,
+                np.full(fc.in_features, low),
+                np.full(fc.in_features, high),
+                signed_range(config.n_accum_bits),
+                layer=fc,
+                zero_center=low >= 0 and fc.in_features > 1,  # one input centred is 0
+            )
+            for fc, (low, high) in zip(layers, config.budget_input_ranges(), strict=True)
+        ]
+
+
 # Each accumulator_rule name and its rule, in the order messages list them.
 ACCUMULATOR_RULES: dict[str, AccumulatorRule] = {
-    rule.name: rule for rule in (FanInRule(), L1BudgetRule())
+    rule.name: rule for rule in (FanInRule(), L1BudgetRule(), A2QRule())
 }

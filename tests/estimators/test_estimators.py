@@ -109,6 +109,18 @@ def test_fit_fails_loudly_when_the_bound_cannot_hold(iris, monkeypatch):
         QNNClassifier(**FAST).fit(*iris)
 
 
+@pytest.mark.parametrize("n_accum_bits", [6, 8])
+def test_a2q_rule_fits_certified_without_repairs(iris, n_accum_bits):
+    X, y = iris
+    model = QNNClassifier(
+        module__accumulator_rule="a2q", module__n_accum_bits=n_accum_bits, **FAST
+    ).fit(X, y)
+    assert model.module_.weight_scaling_used == "budget_mse"  # the rule owns the scales
+    assert model.certificate_.holds and model.certificate_.max_bits <= n_accum_bits
+    assert model.module_.pruning_repairs == {"weights_dropped": 0, "biases_clamped": 0}
+    assert model.score(X, y) > 0.8
+
+
 def test_l1_budget_rule_fits_where_the_fan_in_cap_refuses(iris):
     X, y = iris
     with pytest.raises(ValueError, match="n_accum_bits=5 is too small"):
@@ -131,8 +143,10 @@ def test_l1_budget_rule_fits_where_the_fan_in_cap_refuses(iris):
     assert model.score(X, y) > 0.85  # measured 0.933
     model.partial_fit(X, y)
     assert model.certificate_.holds and model.certificate_.max_bits <= 5
-    with pytest.raises(ValueError, match=r"accumulator_rule must be one of 'fan_in', 'l1_budget'"):
-        QNNClassifier(module__accumulator_rule="a2q", **FAST).fit(X, y)
+    with pytest.raises(
+        ValueError, match=r"accumulator_rule must be one of 'fan_in', 'l1_budget', 'a2q'"
+    ):
+        QNNClassifier(module__accumulator_rule="a3q", **FAST).fit(X, y)
 
 
 def test_prune_returns_a_smaller_fitted_copy_and_leaves_the_original(iris, fitted):

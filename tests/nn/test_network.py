@@ -57,7 +57,7 @@ def test_unsigned_one_bit_activations_are_computed_exactly():
     assert_certificate_matches_enumeration(net, certificate)
 
 
-@pytest.mark.parametrize("rule", ["fan_in", "l1_budget"])
+@pytest.mark.parametrize("rule", ["fan_in", "l1_budget", "a2q"])
 def test_finer_input_codes_reach_only_the_first_quantizer_and_stay_certified(rule):
     # 5-bit inputs, 3-bit activations, 10-bit accumulators (one 5-bit input times a 3-bit
     # weight code reaches 64, which the fan-in cap of an 8-bit accumulator would not hold).

@@ -154,3 +154,71 @@ def test_l1_budget_masks_read_the_biases_loaded_after_the_last_forward_pass():
     assert net.pruning_repairs == {"weights_dropped": 0, "biases_clamped": 0}
     assert certificate.holds
     np.testing.assert_array_equal(layer_codes(net, 0)[1], 100)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_out=st.integers(1, 4),
+    n_in=st.integers(1, 40),
+    n_accum_bits=st.integers(5, 10),
+    input_range=st.sampled_from([(-4, 3), (0, 3), (0, 7), (-16, 15)]),
+    weight_range=st.sampled_from([(-4, 3), (-3, 3), (-128, 127)]),
+    bias=st.sampled_from([0.0, 0.3, -2.0, 7.5]),
+    seed=st.integers(0, 2**16),
+)
+def test_a2q_mask_codes_fit_the_exact_interval_and_round_to_nearest_where_they_can(
+    n_out, n_in, n_accum_bits, input_range, weight_range, bias, seed
+):
+    from concrete_qnn.nn.masks import L1BallMask
+    from concrete_qnn.nn.quantizers import budget_scaled_linear
+
+    low, high = input_range
+    n_w_bits = {3: 3, 127: 8}[weight_range[1]]
+    fc = budget_scaled_linear(n_in, n_out, n_w_bits, narrow=weight_range[0] == -3)
+    accum = signed_range(n_accum_bits)
+    centre = low >= 0 and n_in > 1  # as A2QRule sets it: one input centred is 0
+    mask = L1BallMask(
+        n_out, n_in, weight_range, np.full(n_in, low), np.full(n_in, high), accum, fc, centre
+    )
+    weight = torch.randn(n_out, n_in, generator=torch.Generator().manual_seed(seed))
+    mask.bias_units = torch.full((n_out,), bias)
+    out = mask(weight)
+    with torch.no_grad():
+        fc.weight.copy_(out)
+        quant_weight = fc.quant_weight()  # Brevitas finds the mask's codes and scale
+    codes = quant_weight.int().long().numpy()
+    scale = quant_weight.scale.reshape(-1).double().numpy()
+    centred = weight - weight.mean(1, keepdim=True) if centre else weight
+    expected, expected_scale = mask.codes(centred)
+    np.testing.assert_array_equal(codes, expected.long().numpy())
+    np.testing.assert_allclose(scale, expected_scale[:, 0].double().numpy(), rtol=1e-5)
+    assert (np.abs(codes).max(1) >= 1).all()  # the largest weight keeps a code
+    bias_codes = np.round(bias / scale).astype(np.int64)
+    for j in range(n_out):
+        row = codes[j : j + 1]
+        lo, hi = accumulator_bounds(row, bias_codes[j : j + 1], input_range)
+        lo0, hi0 = accumulator_bounds(row, np.zeros(1, np.int64), input_range)
+        if np.abs(row).sum() > 1:  # more than the one code kept whatever the budget
+            assert accum[0] <= min(lo[0], lo0[0]) and max(hi[0], hi0[0]) <= accum[1]
+        # never further from zero than round-to-nearest, never nearer than toward zero
+        ratio = (centred[j] / expected_scale[j]).double().numpy()
+        assert (np.abs(row[0]) <= np.maximum(np.round(np.abs(ratio)), 1)).all()
+        extreme = np.where(ratio > 0, weight_range[1], -weight_range[0])
+        assert (np.abs(row[0]) >= np.minimum(np.trunc(np.abs(ratio)), extreme)).all()
+
+
+def test_a2q_mask_centres_weights_on_non_negative_inputs_and_trains_every_weight():
+    torch.manual_seed(0)
+    net = SparseQuantNeuralNetwork(30, 2, 3, n_accum_bits=8, accumulator_rule="a2q")
+    net.enable_pruning()
+    masks = [fc.parametrizations.weight[0] for fc in net.linear_layers()]
+    assert [mask.zero_center for mask in masks] == [False, True]  # layer 1 reads ReLU codes
+    x = torch.randn(32, 30)
+    net(x).sum().backward()
+    grad = net.fc0.parametrizations.weight.original.grad
+    assert (grad != 0).float().mean() > 0.9  # straight through: zero codes still learn
+    certificate = net.make_pruning_permanent()
+    assert certificate.holds and net.pruning_repairs["weights_dropped"] == 0
+    # more inputs per neuron than the fan-in cap, every accumulator within 8 bits
+    assert max(layer.fan_in.max() for layer in certificate.layers) > net.max_active_neurons()
+    assert max(worst_case_bits(net)) <= 8
