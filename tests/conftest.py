@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import settings
-from sklearn.datasets import load_iris
+from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.preprocessing import StandardScaler
 
 _EXIT_STATUS = pytest.StashKey[int]()
@@ -36,11 +36,21 @@ def pytest_unconfigure(config):
         os._exit(status)
 
 
+def _standardized(load) -> tuple:
+    X, y = load(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
 @pytest.fixture(scope="session")
 def iris():
     """Standardized iris features (150, 4) and labels (150,)."""
-    X, y = load_iris(return_X_y=True)
-    return StandardScaler().fit_transform(X), y
+    return _standardized(load_iris)
+
+
+@pytest.fixture(scope="session")
+def breast_cancer():
+    """Standardized breast_cancer features (569, 30) and labels (569,)."""
+    return _standardized(load_breast_cancer)
 
 
 @pytest.fixture(scope="session")

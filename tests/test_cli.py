@@ -90,6 +90,7 @@ def run_cli(*arguments):
     )
 
 
+@pytest.mark.slow
 def test_a_reader_that_closes_the_pipe_stops_predict_quietly(iris_csv, iris_model, tmp_path):
     # `concrete-qnn predict ... | head -1`: more output than a pipe buffers, read one line.
     frame = pd.read_csv(iris_csv)
@@ -106,6 +107,7 @@ def test_a_reader_that_closes_the_pipe_stops_predict_quietly(iris_csv, iris_mode
     assert stderr == ""
 
 
+@pytest.mark.slow
 def test_a_user_error_is_one_line_and_exit_status_2():
     # 2 bits: below 8 bits the weight scale follows the budget, so even the code 1 must fit
     result = run_cli("train", "--dataset", "iris", "--n-accum-bits", "2", "--no-progress")

@@ -26,6 +26,7 @@ def _search(X, y, n_jobs):
     return search.fit(X, y)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:make_pruning_permanent repaired:UserWarning")
 def test_grid_search_on_a_local_dask_cluster_matches_one_process():
     X, y = load_wine(return_X_y=True)

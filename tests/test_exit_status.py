@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 FAILING_AFTER_AN_ENCRYPTED_RUN = textwrap.dedent(
     """
     from concrete import fhe
@@ -34,6 +36,7 @@ def _run(directory: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_the_suite_fails_when_a_test_fails_after_an_encrypted_run(tmp_path):
     with_hooks, without_hooks = tmp_path / "with", tmp_path / "without"
     with_hooks.mkdir()

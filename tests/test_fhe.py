@@ -38,6 +38,7 @@ def test_circuit_bit_width_is_the_certified_one(compiled):
     assert circuit.n_table_lookups == 8  # two hidden layers of 4 neurons
 
 
+@pytest.mark.slow
 def test_simulate_equals_disable_on_data_and_corners(compiled, iris):
     X, _ = iris
     for rows in (X, corner_inputs(compiled)):
@@ -52,6 +53,7 @@ def test_simulate_equals_disable_on_data_and_corners(compiled, iris):
     assert set(np.unique(codes)) == {low, high}
 
 
+@pytest.mark.slow
 def test_execute_equals_disable_and_keys_are_made_once(compiled, iris, monkeypatch):
     X, _ = iris
     rows = X[[0, 75]]
@@ -65,6 +67,7 @@ def test_execute_equals_disable_and_keys_are_made_once(compiled, iris, monkeypat
     )
 
 
+@pytest.mark.slow
 def test_regressor_compiles_and_simulates(iris):
     X, y = iris
     model = QNNRegressor(
@@ -154,6 +157,7 @@ def test_an_output_the_input_set_never_made_negative_still_decrypts_negative():
     np.testing.assert_array_equal(circuit.run(codes[:2], "execute"), expected[:2])
 
 
+@pytest.mark.slow
 def test_a_refused_load_params_keeps_the_compiled_circuit(iris, tmp_path):
     X, y = iris
     tiny = {

@@ -7,6 +7,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+# The module's fixture executes the whole notebook (about 30 s).
+pytestmark = pytest.mark.slow
+
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "quickstart.ipynb"
 
 

@@ -11,6 +11,9 @@ from sklearn.preprocessing import StandardScaler
 
 from concrete_qnn import QNNClassifier, QNNRegressor
 
+# The module's fixture fits and exports a model through Brevitas (about 9 s).
+pytestmark = pytest.mark.slow
+
 # Random rows at three standard deviations: many codes clip at the input quantizer's range.
 N_OUTLIERS = 100
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sklearn.datasets import load_breast_cancer, load_iris, make_gaussian_quantiles
+from sklearn.datasets import load_iris, make_gaussian_quantiles
 from sklearn.preprocessing import StandardScaler
 
 from concrete_qnn import IntegerModel, QNNClassifier, load
@@ -19,14 +19,8 @@ from concrete_qnn.integer import OutputHead
 
 
 @pytest.fixture(scope="module")
-def cancer():
-    X, y = load_breast_cancer(return_X_y=True)
-    return StandardScaler().fit_transform(X), y
-
-
-@pytest.fixture(scope="module")
-def fitted(cancer):
-    X, y = cancer
+def fitted(breast_cancer):
+    X, y = breast_cancer
     return QNNClassifier(random_state=0, max_epochs=30, rounding_threshold_bits=None).fit(X, y)
 
 
@@ -80,8 +74,8 @@ def test_tables_hold_the_function_at_each_bucket_centre(fitted, bits):
                 assert integer.tables[layer][neuron, index] == code
 
 
-def test_without_rounding_the_model_is_the_torch_module(fitted, cancer):
-    X, _ = cancer
+def test_without_rounding_the_model_is_the_torch_module(fitted, breast_cancer):
+    X, _ = breast_cancer
     integer = rounded(fitted, None)
     assert integer.lsbs_to_remove == [0, 0]
     fitted.module_.eval()
@@ -91,9 +85,9 @@ def test_without_rounding_the_model_is_the_torch_module(fitted, cancer):
 
 
 @pytest.mark.parametrize("bits", [6, 5, 4])
-def test_lookup_reads_the_truncated_accumulator(fitted, cancer, bits):
+def test_lookup_reads_the_truncated_accumulator(fitted, breast_cancer, bits):
     """A step by step evaluation with concrete's truncation semantics gives the same codes."""
-    X, _ = cancer
+    X, _ = breast_cancer
     integer = rounded(fitted, bits)
     codes = integer.quantize_input(X)
     for layer in range(integer.n_layers - 1):
@@ -106,11 +100,11 @@ def test_lookup_reads_the_truncated_accumulator(fitted, cancer, bits):
         np.testing.assert_array_equal(codes, expected)
 
 
-def test_a_layer_certified_below_the_bound_drops_the_bits_training_drops(cancer):
+def test_a_layer_certified_below_the_bound_drops_the_bits_training_drops(breast_cancer):
     """At a wide bound the fan-in rule certifies layers far narrower than it; their tables
     must drop the low bits training dropped (``n_accum_bits - rounding_threshold_bits``),
     not read finer buckets the network never saw (which scored 0.667 on breast_cancer)."""
-    X, y = cancer
+    X, y = breast_cancer
     model = QNNClassifier(
         random_state=0,
         max_epochs=8,
@@ -129,8 +123,8 @@ def test_a_layer_certified_below_the_bound_drops_the_bits_training_drops(cancer)
     assert model.score(X, y) >= 0.9
 
 
-def test_rounding_costs_little_accuracy_on_breast_cancer(fitted, cancer):
-    X, y = cancer
+def test_rounding_costs_little_accuracy_on_breast_cancer(fitted, breast_cancer):
+    X, y = breast_cancer
     full = np.mean(rounded(fitted, None).predict(X) == y)
     assert np.mean(rounded(fitted, 5).predict(X) == y) >= full - 0.02
     assert np.mean(rounded(fitted, 4).predict(X) == y) >= full - 0.03
@@ -204,8 +198,8 @@ def test_shift_outside_the_accumulator_is_refused(fitted):
 
 
 # ---------------------------------------------------------------------- files
-def test_files_carry_the_truncation(fitted, cancer, tmp_path):
-    X, _ = cancer
+def test_files_carry_the_truncation(fitted, breast_cancer, tmp_path):
+    X, _ = breast_cancer
     fitted.set_params(rounding_threshold_bits=5)
     try:
         fitted.save(tmp_path / "model.npz")
@@ -223,8 +217,8 @@ def test_files_carry_the_truncation(fitted, cancer, tmp_path):
 
 
 # ---------------------------------------------------------------------- estimators
-def test_set_params_rebuilds_the_integer_model_without_a_refit(fitted, cancer):
-    X, _ = cancer
+def test_set_params_rebuilds_the_integer_model_without_a_refit(fitted, breast_cancer):
+    X, _ = breast_cancer
     weights = [w.copy() for w in fitted.integer_model_.weights]
     fitted.set_params(rounding_threshold_bits=4)
     try:
@@ -243,8 +237,8 @@ def test_set_params_rebuilds_the_integer_model_without_a_refit(fitted, cancer):
         fitted.set_params(rounding_threshold_bits=None)
 
 
-def test_fit_refuses_a_bad_rounding_before_training(cancer):
-    X, y = cancer
+def test_fit_refuses_a_bad_rounding_before_training(breast_cancer):
+    X, y = breast_cancer
     model = QNNClassifier(rounding_threshold_bits=[4, 4, 4], max_epochs=1)
     with pytest.raises(ValueError, match="one entry per hidden layer"):
         model.fit(X, y)
@@ -276,8 +270,8 @@ def test_fit_warns_where_a_lookup_keeps_almost_none_of_a_wide_accumulator():
         wide.set_params(rounding_threshold_bits=None)
 
 
-def test_per_layer_rounding(cancer):
-    X, y = cancer
+def test_per_layer_rounding(breast_cancer):
+    X, y = breast_cancer
     model = QNNClassifier(random_state=0, max_epochs=2, rounding_threshold_bits=[None, 4])
     model.fit(X, y)
     first, second = model.certificate_.layers[:2]
@@ -315,8 +309,8 @@ def hidden_accumulators(module, X):
     return captured["fc"], captured["act"]
 
 
-def test_rounded_lookups_move_each_accumulator_to_its_bucket_centre(fitted, cancer):
-    X = cancer[0][:100]
+def test_rounded_lookups_move_each_accumulator_to_its_bucket_centre(fitted, breast_cancer):
+    X = breast_cancer[0][:100]
     module = fitted.module_
     exact, activated = hidden_accumulators(module, X)
     for before, after in zip(exact, activated, strict=True):
@@ -337,8 +331,8 @@ def test_rounded_lookups_move_each_accumulator_to_its_bucket_centre(fitted, canc
         pass
 
 
-def test_rounded_lookups_pass_gradients_straight_through(fitted, cancer):
-    X = torch.as_tensor(cancer[0][:64], dtype=torch.float32)
+def test_rounded_lookups_pass_gradients_straight_through(fitted, breast_cancer):
+    X = torch.as_tensor(breast_cancer[0][:64], dtype=torch.float32)
     module = fitted.module_
     was_training = module.training
     module.train()
@@ -352,6 +346,7 @@ def test_rounded_lookups_pass_gradients_straight_through(fitted, cancer):
         module.train(was_training)
 
 
+@pytest.mark.slow
 def test_training_with_rounding_in_the_loop_beats_rounding_afterwards():
     """Curved classes whose hidden accumulators use little of their certified width: read
     at 5 bits, the network trained exactly loses most of its accuracy; the same network
@@ -396,6 +391,7 @@ def test_truncated_circuit_keeps_the_certified_width_and_counts_its_bootstraps(c
     assert circuit.circuit.programmable_bootstrap_count == expected
 
 
+@pytest.mark.slow
 def test_truncated_circuit_simulates_and_executes_exactly(compiled_rounded, iris):
     X, _ = iris
     integer = compiled_rounded.integer_model_

@@ -79,6 +79,7 @@ def exported_network(model, monkeypatch):
     return seen[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", CHANGES)
 def test_every_method_answers_for_one_model_after_set_params(
     change, fitted, iris, tmp_path, monkeypatch, check_one_fitted_model
@@ -140,6 +141,7 @@ def test_every_method_answers_for_one_model_after_set_params(
     check_one_fitted_model(model, X)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not importlib.util.find_spec("onnx"), reason="needs the onnx extra")
 def test_export_and_compile_after_set_params_use_the_fitted_network(fitted, iris, tmp_path):
     """The original failure: after set_params(module__n_w_bits=2), export_onnx exported

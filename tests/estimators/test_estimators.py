@@ -64,6 +64,7 @@ def test_data_parameters_cannot_be_passed(name):
         QNNClassifier(**{name: 3})
 
 
+@pytest.mark.slow
 def test_grid_search_over_bit_widths_with_nothing_else_set(iris):
     X, y = iris
     search = GridSearchCV(
@@ -77,6 +78,7 @@ def test_grid_search_over_bit_widths_with_nothing_else_set(iris):
     assert search.best_estimator_.certificate_.max_bits <= best.n_accum_bits
 
 
+@pytest.mark.slow
 def test_grid_search_in_two_processes_matches_one(iris):
     X, y = iris
     grid = {"module__n_w_bits": [2, 3]}
@@ -121,6 +123,7 @@ def test_a2q_rule_fits_certified_without_repairs(iris, n_accum_bits):
     assert model.score(X, y) > 0.8
 
 
+@pytest.mark.slow
 def test_l1_budget_rule_fits_where_the_fan_in_cap_refuses(iris):
     X, y = iris
     with pytest.raises(ValueError, match="n_accum_bits=5 is too small"):
@@ -223,6 +226,7 @@ def test_a_single_class_is_refused(iris):
 
 
 # ---------------------------------------------------------------------- regressor
+@pytest.mark.slow
 @pytest.mark.parametrize("ndim", [1, 2])
 def test_regressor_keeps_the_target_dimensionality(regression, ndim):
     X, y = regression
@@ -286,6 +290,7 @@ def test_empty_data_and_unfitted_models_are_refused(iris):
 
 
 # ---------------------------------------------------------------------- reproducibility
+@pytest.mark.slow
 def test_random_state_gives_bit_identical_fits(iris):
     X, y = iris
     first = QNNClassifier(**FAST).fit(X, y).predict_proba(X)
@@ -303,6 +308,7 @@ def test_random_state_does_not_touch_the_global_rng(iris):
     np.testing.assert_array_equal(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_random_state_gives_bit_identical_fits_across_processes(iris, fitted):
     script = (
         "import numpy as np, sys\n"
@@ -324,6 +330,7 @@ def test_random_state_gives_bit_identical_fits_across_processes(iris, fitted):
 
 
 # ---------------------------------------------------------------------- composition
+@pytest.mark.slow
 def test_pipeline_clone_and_cross_validation():
     X, y = load_breast_cancer(return_X_y=True)
     pipeline = make_pipeline(StandardScaler(), QNNClassifier(**FAST))
@@ -354,6 +361,7 @@ def test_pickle_round_trip_of_a_structurally_pruned_model(iris, fitted):
 
 
 # ---------------------------------------------------------------------- output
+@pytest.mark.slow
 def test_verbose_zero_is_silent_and_one_prints_the_epoch_table(iris, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -406,6 +414,7 @@ def test_weights_too_fine_for_the_bound_are_refused_and_the_fitted_model_kept(ir
 
 
 # ---------------------------------------------------------------------- accuracy, device
+@pytest.mark.slow
 def test_defaults_train_well_on_standardized_breast_cancer():
     X, y = load_breast_cancer(return_X_y=True)
     model = make_pipeline(StandardScaler(), QNNClassifier(random_state=0))

@@ -108,6 +108,7 @@ def state(model, X):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("call", CALLS)
 @pytest.mark.parametrize("failure", FAILURES)
 def test_a_failed_call_keeps_the_fitted_model(

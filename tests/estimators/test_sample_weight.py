@@ -56,6 +56,7 @@ def test_fit_takes_sample_weight(estimator, iris, regression, check_one_fitted_m
     assert not np.array_equal(*outputs)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=4,
     deadline=None,
@@ -218,6 +219,7 @@ def test_grid_search_passes_weights_to_every_fit(iris, same_integer_model):
     )
 
 
+@pytest.mark.slow
 def test_metadata_routing_through_pipeline_grid_search_and_cross_validate(iris, same_integer_model):
     X, y = iris
     weight = np.where(y == 2, 3.0, 1.0)

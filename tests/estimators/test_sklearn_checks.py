@@ -1,8 +1,12 @@
 """scikit-learn's own estimator checks, for both estimators at their defaults."""
 
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from concrete_qnn import QNNClassifier, QNNRegressor
+
+# About 200 checks, each a few fits: about three minutes on 2 cores.
+pytestmark = pytest.mark.slow
 
 
 def expected_failed_checks(estimator):

@@ -122,6 +122,7 @@ def test_early_stopping_restores_the_best_epoch(task, check_one_fitted_model):
         np.testing.assert_array_equal(mine, theirs)
 
 
+@pytest.mark.slow
 def test_checkpoint_load_best_and_load_init_state(task, tmp_path, check_one_fitted_model):
     """Checkpoint saves while the pruning masks are attached; load_best at the end of fit,
     LoadInitState at the start of the next fit and load_params after fit all load it."""

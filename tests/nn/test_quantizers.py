@@ -147,6 +147,7 @@ def fitted_pair(breast_cancer):
     return models
 
 
+@pytest.mark.slow
 def test_budget_mse_model_is_certified_and_reads_its_chosen_scales(fitted_pair, breast_cancer):
     X, _ = breast_cancer
     model = fitted_pair["budget_mse"]
@@ -169,6 +170,7 @@ def test_budget_mse_model_is_certified_and_reads_its_chosen_scales(fitted_pair, 
     assert agree >= 0.97
 
 
+@pytest.mark.slow
 def test_budget_mse_scales_survive_pickle_and_load_params(fitted_pair, breast_cancer, tmp_path):
     X, y = breast_cancer
     model = fitted_pair["budget_mse"]
@@ -185,6 +187,7 @@ def test_budget_mse_scales_survive_pickle_and_load_params(fitted_pair, breast_ca
     np.testing.assert_array_equal(fresh.predict(X), expected)
 
 
+@pytest.mark.slow
 def test_budget_mse_with_structured_pruning_keeps_each_neurons_scale(breast_cancer):
     X, y = breast_cancer
     with warnings.catch_warnings():
@@ -206,6 +209,7 @@ def test_max_scaling_layers_are_plain_brevitas_layers():
     assert "fc0.weight_largest_code" not in net.state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("saved", "loading", "message"),
     [

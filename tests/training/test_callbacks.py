@@ -48,6 +48,7 @@ def test_progress_bar_is_one_parameter_away(iris, capsys, params, first_draw):
     assert first_draw in bars.strip("\r").split("\r")[0]
 
 
+@pytest.mark.slow
 def test_progress_bar_true_beside_a_users_progress_bar_draws_one_bar(iris, capsys):
     """``callbacks=[ProgressBar()]`` replaces the bar of ``progress_bar=True`` (it used to
     draw two, each epoch twice)."""
@@ -59,6 +60,7 @@ def test_progress_bar_true_beside_a_users_progress_bar_draws_one_bar(iris, capsy
     assert sum(isinstance(cb, ProgressBar) for _, cb in alone.callbacks_) == 1
 
 
+@pytest.mark.slow
 def test_large_data_starts_the_cosine_schedule_at_the_scaled_learning_rate():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((12_000, 2)).astype(np.float32)
