@@ -134,19 +134,15 @@ class L1BudgetRule(AccumulatorRule):
                 )
 
     def masks(self, config, layers) -> list[NeuronMask]:
-        budget_mse = config.weight_scaling_used == "budget_mse"
+        ranges = config.budget_input_ranges()
         return [
-            L1BudgetMask(
-                fc.out_features,
-                fc.in_features,
-                config.weight_code_range,
-                np.full(fc.in_features, low),
-                np.full(fc.in_features, high),
-                signed_range(config.n_accum_bits),
-                layer=fc if budget_mse else None,
-            )
-            for fc, (low, high) in zip(layers, config.budget_input_ranges(), strict=True)
+            self.mask(config, fc, low, high) for fc, (low, high) in zip(layers, ranges, strict=True)
         ]
+
+    def mask(self, config, fc, low: int, high: int) -> NeuronMask:
+        """The mask of one layer ``fc`` whose inputs reach the codes ``[low, high]``."""
+        budget_mse = config.weight_scaling_used == "budget_mse"
+        return L1BudgetMask(*_budget(config, fc, low, high), layer=fc if budget_mse else None)
 
 
 class A2QRule(L1BudgetRule):
@@ -161,20 +157,22 @@ class A2QRule(L1BudgetRule):
     name = "a2q"
     owns_weight_scale = True
 
-    def masks(self, config, layers) -> list[NeuronMask]:
-        return [
-            L1BallMask(
-                fc.out_features,
-                fc.in_features,
-                config.weight_code_range,
-                np.full(fc.in_features, low),
-                np.full(fc.in_features, high),
-                signed_range(config.n_accum_bits),
-                layer=fc,
-                zero_center=low >= 0 and fc.in_features > 1,  # one input centred is 0
-            )
-            for fc, (low, high) in zip(layers, config.budget_input_ranges(), strict=True)
-        ]
+    def mask(self, config, fc, low: int, high: int) -> NeuronMask:
+        zero_center = low >= 0 and fc.in_features > 1  # one input centred is 0
+        return L1BallMask(*_budget(config, fc, low, high), layer=fc, zero_center=zero_center)
+
+
+def _budget(config, fc, low: int, high: int) -> tuple:
+    """The budget masks' first arguments for layer ``fc``: its shape, the weight codes, each
+    input's reachable codes ``[low, high]`` and the accumulator's range."""
+    return (
+        fc.out_features,
+        fc.in_features,
+        config.weight_code_range,
+        np.full(fc.in_features, low),
+        np.full(fc.in_features, high),
+        signed_range(config.n_accum_bits),
+    )
 
 
 # Each accumulator_rule name and its rule, in the order messages list them.
