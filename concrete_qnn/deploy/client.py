@@ -6,6 +6,11 @@ rows with the model's own input quantizer and encrypts one ciphertext per row; a
 server's computation it decrypts and applies the model's output head, so ``predict`` equals
 the estimator's (or the deployed pipeline's) ``predict(X, fhe="disable")``.
 The secret key never leaves this object unless ``save_keys`` writes it to a file.
+
+``FHEClient`` runs past this package's 250-line guide for a class (about 310 lines): it is
+the data owner's whole surface, keys to predictions and the remote run that resumes after a
+server fault, and about half of its lines are the public methods' docstrings. The remote run
+(``run_remote``) is the part to move out first if it grows.
 """
 
 from __future__ import annotations
