@@ -60,6 +60,7 @@ PARAMETERS: dict[str, Constraint] = {
     ),
     "accumulator_rule": one_of(*ACCUMULATOR_RULES),
     "weight_scaling": one_of(*WEIGHT_SCALINGS),
+    "learned_lookups": FLAG,
 }
 # Normalized once checked: integers as int, flags as bool (numpy's types included).
 _CONVERSIONS = {
@@ -69,6 +70,7 @@ _CONVERSIONS = {
     "n_hidden_neurons_min": int,
     "quant_narrow": bool,
     "quant_signed": bool,
+    "learned_lookups": bool,
     "n_input_bits": lambda value: int(value) if is_integer(value) else value,
 }
 
@@ -103,6 +105,7 @@ class NetworkConfig:
     n_hidden_neurons_min: int = 0
     n_input_bits: int | str | None = None
     weight_scaling: str = "max"
+    learned_lookups: bool = False
 
     def __post_init__(self):
         for name, constraint in PARAMETERS.items():
@@ -251,16 +254,21 @@ class NetworkConfig:
             for codes in (self.input_code_range, self.activation_code_range)
         )
 
+    @property
+    def activation_non_negative(self) -> bool:
+        """Whether ``activation_function`` never gives a negative value (ReLU): then neither
+        do the learned lookups that start from it (``nn.lookups``)."""
+        probe = torch.linspace(-1e4, 1e4, 20_001)
+        with torch.no_grad():
+            return bool((self.activation_function()(probe) >= 0).all())
+
     def budget_input_ranges(self) -> list[tuple[int, int]]:
         """Per linear layer, the input codes the L1 budget trains for: the input
         quantizer's for the first layer; the activation quantizer's for the others, from 0
         up when the activation is never negative (the certificate then reads the real
         tables)."""
-        probe = torch.linspace(-1e4, 1e4, 20_001)
-        with torch.no_grad():
-            non_negative = bool((self.activation_function()(probe) >= 0).all())
         low, high = self.activation_code_range
-        hidden = (max(low, 0) if non_negative else low, high)
+        hidden = (max(low, 0) if self.activation_non_negative else low, high)
         return [self.input_code_range] + [hidden] * (self.n_layers - 1)
 
 

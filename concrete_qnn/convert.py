@@ -206,7 +206,8 @@ def table(
         bucket_high = np.minimum(((buckets + 1) << shift) - 1, hi[part])
         values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
         real = torch.as_tensor(values * scale[part, None], dtype=torch.float32)
-        activated = getattr(net, f"act{layer}")(real)
+        unit_scale = torch.as_tensor(scale, dtype=torch.float32)
+        activated = net.activate(layer, real.T, unit_scale, part).T
         next_codes = torch.round(activated / next_scale).double().numpy()
         chunks.append(np.clip(next_codes, *net.activation_code_range).astype(np.int64))
     return np.concatenate(chunks), first[:, 0].astype(np.int64), shift

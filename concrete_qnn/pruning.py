@@ -18,6 +18,7 @@ import torch.nn.utils.parametrize as parametrize
 from concrete_qnn import convert
 from concrete_qnn.accumulator import accumulator_bounds, signed_range
 from concrete_qnn.certificate import AccumulatorCertificate
+from concrete_qnn.nn.lookups import LearnedLookup
 
 
 def enable_pruning(net) -> None:
@@ -120,6 +121,9 @@ def remove_neurons(net, layer: int, keep: torch.Tensor) -> None:
             new_fc.weight_largest_code.copy_(fc.weight_largest_code[keep])
             new_next.weight_largest_code.copy_(next_fc.weight_largest_code)
     device = fc.weight.device
+    activation = getattr(net, f"act{layer}")
+    if isinstance(activation, LearnedLookup):
+        setattr(net, f"act{layer}", activation.keep(keep))
     setattr(net, f"fc{layer}", new_fc.to(device))
     setattr(net, f"fc{layer + 1}", new_next.to(device))
 

@@ -26,13 +26,17 @@ def brevitas_layer_codes(net, layer):
     return quant_weight.int().long().tolist(), bias, inputs, unit
 
 
-def reached_codes(net, layer, unit, low, high):
-    """(min, max) of the codes Brevitas' quantizer after ``layer`` gives ``act(unit * A)``
-    over every accumulator ``A`` in ``[low, high]``: what the next layer's input reaches."""
+def reached_codes(net, layer, neuron, unit, low, high):
+    """(min, max) of the codes Brevitas' quantizer after ``layer`` gives to neuron
+    ``neuron``'s activation of ``unit * A`` (its own learned function under
+    ``learned_lookups``) over every accumulator ``A`` in ``[low, high]``: what the next
+    layer's input reaches."""
     with torch.no_grad():
         values = torch.arange(int(low), int(high) + 1).double()
-        real = getattr(net, f"act{layer}")((values * unit).float())
-        codes = getattr(net, f"quant{layer + 1}")(real[:, None]).int()
+        scale = torch.zeros(getattr(net, f"fc{layer}").out_features)
+        scale[neuron] = float(unit)
+        real = net.activate(layer, (values * unit).float()[:, None], scale, [neuron])
+        codes = getattr(net, f"quant{layer + 1}")(real).int()
     return int(codes.min()), int(codes.max())
 
 
@@ -55,7 +59,7 @@ def worst_case_bits(net):
                 n += 1
             bits.append(n)
             if layer < net.n_layers - 1:
-                next_reach.append(reached_codes(net, layer, unit[j], low, high))
+                next_reach.append(reached_codes(net, layer, j, unit[j], low, high))
         reach = next_reach
     return bits
 
@@ -114,6 +118,8 @@ def assert_certificate_matches_enumeration(net, certificate):
             with torch.no_grad():
                 hidden = getattr(net, f"act{layer}")(getattr(net, f"fc{layer}")(quant(hidden)))
             reach = [
-                reached_codes(net, layer, unit[j], layer_certificate.lo[j], layer_certificate.hi[j])
+                reached_codes(
+                    net, layer, j, unit[j], layer_certificate.lo[j], layer_certificate.hi[j]
+                )
                 for j in range(weights.shape[0])
             ]

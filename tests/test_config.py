@@ -30,8 +30,10 @@ def test_signature_and_defaults():
         "n_hidden_neurons_min",
         "n_input_bits",
         "weight_scaling",
+        "learned_lookups",
     ]
     defaults = {name: p.default for name, p in parameters.items()}
+    assert defaults["learned_lookups"] is False  # the seed's fixed activation
     assert defaults["weight_scaling"] == "max"  # Brevitas' max-abs scale
     assert defaults["n_input_bits"] is None  # inputs have n_a_bits, as in the seed
     assert defaults["accumulator_rule"] == "fan_in"

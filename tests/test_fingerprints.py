@@ -27,23 +27,28 @@ FINGERPRINTS = Path(__file__).parent / "fingerprints" / "fitted.json"
 SAVED_MODEL = FINGERPRINTS.parent / "classifier-l1_budget-2-2-5.npz"
 
 # (name, estimator, module parameters): both rules, 2/2/5, 3/3/8 and the 6-bit budget_mse
-# default, each read with rounding_threshold_bits None and 5.
+# default, each read with rounding_threshold_bits None and 5. Each case names its bound and
+# its lookups, so that a change of the estimators' defaults leaves the recorded cases alone.
+_PINNED = dict(module__n_accum_bits=8, module__learned_lookups=False)
 _SETTINGS = {
-    "fan_in-3/3/8": dict(module__accumulator_rule="fan_in"),
-    "l1_budget-3/3/8": dict(module__accumulator_rule="l1_budget"),
+    "fan_in-3/3/8": dict(_PINNED, module__accumulator_rule="fan_in"),
+    "l1_budget-3/3/8": dict(_PINNED, module__accumulator_rule="l1_budget"),
     "fan_in-2/2/5": dict(
+        _PINNED,
         module__accumulator_rule="fan_in",
         module__n_w_bits=2,
         module__n_a_bits=2,
         module__n_accum_bits=5,
     ),
     "l1_budget-2/2/5": dict(
+        _PINNED,
         module__accumulator_rule="l1_budget",
         module__n_w_bits=2,
         module__n_a_bits=2,
         module__n_accum_bits=5,
     ),
     "budget_mse-3/3/6": dict(
+        _PINNED,
         module__accumulator_rule="l1_budget",
         module__weight_scaling="budget_mse",
         module__n_accum_bits=6,

@@ -85,6 +85,7 @@ def test_weights_over_the_bound_are_dropped_when_pruning_was_bypassed():
     seed=st.integers(0, 2**16),
     rule=st.sampled_from(["fan_in", "l1_budget", "a2q"]),
     n_input_bits=st.sampled_from([None, "auto", 2, 4, 6]),
+    learned_lookups=st.booleans(),
 )
 def test_every_accumulator_fits_after_permanent_pruning(
     n_w_bits,
@@ -101,6 +102,7 @@ def test_every_accumulator_fits_after_permanent_pruning(
     seed,
     rule,
     n_input_bits,
+    learned_lookups,
 ):
     weights = code_range(n_w_bits, True, narrow)
     activations = code_range(n_a_bits, signed, narrow)
@@ -127,6 +129,7 @@ def test_every_accumulator_fits_after_permanent_pruning(
             quant_signed=signed,
             accumulator_rule=rule,
             n_input_bits=n_input_bits,
+            learned_lookups=learned_lookups,
         )
     except ValueError as error:  # refused (l1_budget, a2q): a largest weight fits no input
         assume("no weight fits the L1 budget" not in str(error))
@@ -137,6 +140,12 @@ def test_every_accumulator_fits_after_permanent_pruning(
             fc.bias.uniform_(-bias_magnitude, bias_magnitude)
     net.enable_pruning()
     train_steps(net, input_dim, seed=seed)
+    if learned_lookups:  # functions of any shape: the next layers reach other codes
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for layer in range(n_layers - 1):
+                offsets = getattr(net, f"act{layer}").offsets
+                offsets.copy_(torch.randn(offsets.shape, generator=generator))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         certificate = net.make_pruning_permanent()

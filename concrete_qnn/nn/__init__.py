@@ -1,4 +1,5 @@
-"""The torch side: the network, its quantizers, accumulator rules and weight masks.
+"""The torch side: the network, its quantizers, accumulator rules, weight masks and learned
+lookups.
 
 Names are imported on first use (``concrete_qnn.config`` reads ``nn.rules`` and
 ``nn.quantizers`` while this package is being imported, so nothing is imported eagerly here).
@@ -17,6 +18,7 @@ _NAMES = {
     "L1BallMask": "concrete_qnn.nn.masks",
     "L1BudgetMask": "concrete_qnn.nn.masks",
     "NeuronMask": "concrete_qnn.nn.masks",
+    "LearnedLookup": "concrete_qnn.nn.lookups",
 }
 
 __all__ = sorted(_NAMES)

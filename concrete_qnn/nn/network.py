@@ -21,7 +21,13 @@ from concrete_qnn.accumulator import lookup_bits_per_layer, lsbs_to_remove
 from concrete_qnn.certificate import AccumulatorCertificate
 from concrete_qnn.config import MAX_BITWIDTH_BACKWARD_COMPATIBLE, NetworkConfig
 from concrete_qnn.nn import state
-from concrete_qnn.nn.quantizers import activation_quantizer, quant_linear, read_as_table
+from concrete_qnn.nn.lookups import LearnedLookup
+from concrete_qnn.nn.quantizers import (
+    accumulator_scale,
+    activation_quantizer,
+    quant_linear,
+    read_as_table,
+)
 
 # What the network reads from its configuration as attributes of its own.
 _CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(NetworkConfig))
@@ -113,6 +119,11 @@ class SparseQuantNeuralNetwork(nn.Module):
         hold ``weight_largest_code`` (float (n_out,)). ``"auto"`` (the estimators'
         default): ``"budget_mse"`` under ``"l1_budget"`` at ``n_accum_bits <= 7``, where it
         wins the benchmark, else ``"max"``; ``weight_scaling_used`` holds the choice.
+    learned_lookups : bool
+        Each hidden neuron's activation is a function it learns (``nn.lookups.LearnedLookup``:
+        piecewise linear over its accumulator range, starting at ``activation_function``,
+        clipped at 0 when that never is negative) instead of the fixed
+        ``activation_function``. Under FHE either is one table lookup of the same cost.
 
     Attributes
     ----------
@@ -154,6 +165,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         n_hidden_neurons_min=0,
         n_input_bits=None,
         weight_scaling="max",
+        learned_lookups=False,
     ):
         super().__init__()
         arguments = {name: value for name, value in locals().items() if name in _CONFIG_FIELDS}
@@ -167,7 +179,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             setattr(self, f"quant{i}", quant)
             setattr(self, f"fc{i}", self.make_linear(widths[i], widths[i + 1]))
             if i < config.n_layers - 1:
-                setattr(self, f"act{i}", config.activation_function())
+                setattr(self, f"act{i}", self.make_activation(widths[i + 1]))
         self.neurons_pruned = False
         self.pruning_repairs = {"weights_dropped": 0, "biases_clamped": 0}
         self._lookup_shifts = [0] * (config.n_layers - 1)  # set by rounded_lookups
@@ -195,6 +207,24 @@ class SparseQuantNeuralNetwork(nn.Module):
         return quant_linear(
             n_in, n_out, config.n_w_bits, config.quant_narrow, config.weight_scaling_used
         )
+
+    def make_activation(self, width: int) -> nn.Module:
+        """A fresh activation for a hidden layer of ``width`` neurons: the fixed
+        ``activation_function``, or a ``LearnedLookup`` starting from it."""
+        config = self.config
+        if config.learned_lookups:
+            return LearnedLookup(width, config.activation_function, config.activation_non_negative)
+        return config.activation_function()
+
+    def activate(self, layer: int, z: torch.Tensor, scale: torch.Tensor, neurons=slice(None)):
+        """Hidden layer ``layer``'s activation of accumulators' real values ``z`` (float
+        (N, n), one column per neuron of ``neurons``), ``scale`` (float (n_out,)) being
+        each neuron's real value of one accumulator unit (``quantizers.accumulator_scale``)."""
+        activation = getattr(self, f"act{layer}")
+        if isinstance(activation, LearnedLookup):
+            unit = scale.reshape(-1)[neurons] * 2.0 ** (self.n_accum_bits - 1)
+            return activation(z, unit, neurons)
+        return activation(z)
 
     def linear_layers(self) -> list:
         """The ``fc{i}`` layers (Brevitas ``QuantLinear``), first to last."""
@@ -250,13 +280,16 @@ class SparseQuantNeuralNetwork(nn.Module):
                 x, fc = getattr(self, f"quant{i}")(x), getattr(self, f"fc{i}")
                 if budgets:  # the bias counts against the budget, in input-scale units
                     fc.parametrizations.weight[0].bias_units = (fc.bias / x.scale).detach()
-                shift = self._lookup_shifts[i] if i < self.n_layers - 1 else 0
-                input_scale = x.scale if shift else None
+                input_scale = x.scale
                 x = fc(x)
                 if i < self.n_layers - 1:
+                    shift = self._lookup_shifts[i]
+                    scale = None
+                    if shift or self.learned_lookups:
+                        scale = accumulator_scale(fc, input_scale)
                     if shift:
-                        x = read_as_table(x, fc, input_scale, shift)
-                    x = getattr(self, f"act{i}")(x)
+                        x = read_as_table(x, scale, shift)
+                    x = self.activate(i, x, scale)
         return x
 
     @contextlib.contextmanager

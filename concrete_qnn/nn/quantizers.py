@@ -144,16 +144,22 @@ def quant_linear(
     )
 
 
-def read_as_table(x, fc, input_scale, shift: int) -> torch.Tensor:
+def accumulator_scale(fc, input_scale) -> torch.Tensor:
+    """Real value of one accumulator unit of each neuron of ``fc`` on inputs of scale
+    ``input_scale``: ``s_w * s_x``, float (n_out,), detached."""
+    with torch.no_grad():
+        return (fc.quant_weight().scale.reshape(-1) * input_scale.reshape(-1)).detach()
+
+
+def read_as_table(x, scale: torch.Tensor, shift: int) -> torch.Tensor:
     """What a table that drops ``shift`` low accumulator bits reads, with a straight-through
     gradient (Bengio et al. 2013, "Estimating or Propagating Gradients Through Stochastic
     Neurons").
 
-    ``x`` (float (N, n_out), a hidden layer ``fc``'s output on inputs of scale
-    ``input_scale``) with each accumulator ``A = x / (s_w * s_x)`` moved to the centre of its
-    bucket ``floor(A / 2^shift)``; the gradient is the identity."""
+    ``x`` (float (N, n_out), a hidden layer's output) with each accumulator
+    ``A = x / scale`` (``scale``: ``accumulator_scale``) moved to the centre of its bucket
+    ``floor(A / 2^shift)``; the gradient is the identity."""
     with torch.no_grad():
-        scale = (fc.quant_weight().scale.reshape(-1) * input_scale.reshape(-1)).detach()
         accumulator = torch.round(x / scale)
         centre = (torch.floor(accumulator / 2**shift) * 2**shift + (2**shift - 1) / 2) * scale
     return x + (centre - x).detach()

@@ -51,6 +51,8 @@ def resize(net, widths: list[int]) -> None:
     for i, fc in enumerate(net.linear_layers()):
         if (fc.in_features, fc.out_features) != (widths[i], widths[i + 1]):
             setattr(net, f"fc{i}", net.make_linear(widths[i], widths[i + 1]))
+            if i < net.n_layers - 1 and fc.out_features != widths[i + 1]:
+                setattr(net, f"act{i}", net.make_activation(widths[i + 1]))
 
 
 def adopt_structure(net, state_dict: dict, strict: bool) -> None:
