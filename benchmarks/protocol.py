@@ -11,6 +11,7 @@ from sklearn import datasets
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.utils import check_random_state
 
 from concrete_qnn import QNNClassifier, QNNRegressor, SparseQuantNeuralNetwork
 
@@ -76,7 +77,57 @@ EXTENDED_DATASETS = {
         "regression",
     ),
 }
-ALL_DATASETS = {**DATASETS, **EXTENDED_DATASETS}
+
+
+def _checkerboard(n_samples=2000, cells=6, random_state=0):
+    """Uniform points on a ``cells`` x ``cells`` board, labelled by the colour of their cell:
+    many alternating regions in two dimensions."""
+    X = check_random_state(random_state).uniform(0, cells, (n_samples, 2))
+    return X, (np.floor(X[:, 0]) + np.floor(X[:, 1])).astype(int) % 2
+
+
+def _swiss_roll():
+    """The position along a swiss roll from the 3-D point: regression on a smooth manifold."""
+    return datasets.make_swiss_roll(2000, noise=0.1, random_state=0)
+
+
+# The grown suite (issue #30): the hardest kinds of small data found for a bounded network.
+GROWN_DATASETS = {
+    "checkerboard_6x6": (_checkerboard, "classification"),
+    "clusters_4x4": (
+        lambda: datasets.make_classification(
+            2000,
+            n_features=10,
+            n_informative=6,
+            n_redundant=2,
+            n_classes=4,
+            n_clusters_per_class=4,
+            class_sep=1.5,
+            random_state=0,
+        ),
+        "classification",
+    ),
+    "swiss_roll": (_swiss_roll, "regression"),
+}
+
+# make_classification and make_regression twins at 100,000 rows (benchmarks/SCALE.md's data).
+LARGE_DATASETS = {
+    "classification_100k": (
+        lambda: datasets.make_classification(
+            100_000, n_features=20, n_informative=10, n_classes=3, random_state=0
+        ),
+        "classification",
+    ),
+    "regression_100k": (
+        lambda: datasets.make_regression(
+            100_000, n_features=20, n_informative=10, noise=10.0, random_state=0
+        ),
+        "regression",
+    ),
+}
+# Folds of the large datasets (the others: N_FOLDS).
+LARGE_N_FOLDS = 3
+ALL_DATASETS = {**DATASETS, **EXTENDED_DATASETS, **GROWN_DATASETS, **LARGE_DATASETS}
 
 
 class FloatMLP(torch.nn.Module):
@@ -107,15 +158,21 @@ class Fold:
     y_test: np.ndarray
 
 
+def n_folds(name: str) -> int:
+    """``N_FOLDS``, or ``LARGE_N_FOLDS`` for the 100,000-row twins."""
+    return LARGE_N_FOLDS if name in LARGE_DATASETS else N_FOLDS
+
+
 def folds(name: str) -> list[Fold]:
-    """The 5 folds: StratifiedKFold(5, shuffle, seed 0); KFold likewise for regression."""
+    """The folds (``n_folds``): StratifiedKFold(shuffle, seed 0); KFold likewise for
+    regression."""
     loader, task = ALL_DATASETS[name]
     X, y = loader()
     X = X.astype(np.float64)
     if task == "classification":
-        splitter = StratifiedKFold(N_FOLDS, shuffle=True, random_state=SEED)
+        splitter = StratifiedKFold(n_folds(name), shuffle=True, random_state=SEED)
     else:
-        splitter = KFold(N_FOLDS, shuffle=True, random_state=SEED)
+        splitter = KFold(n_folds(name), shuffle=True, random_state=SEED)
         y = y.astype(np.float64)
     result = []
     for train, test in splitter.split(X, y):

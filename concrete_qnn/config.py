@@ -26,6 +26,7 @@ from concrete_qnn.constraints import (
     one_of,
 )
 from concrete_qnn.exceptions import InvalidParameterError
+from concrete_qnn.nn.lookups import AUTO_MAX_FEATURES
 from concrete_qnn.nn.quantizers import AUTO_BUDGET_MSE_MAX_ACCUM_BITS, WEIGHT_SCALINGS
 from concrete_qnn.nn.rules import ACCUMULATOR_RULES
 
@@ -60,7 +61,10 @@ PARAMETERS: dict[str, Constraint] = {
     ),
     "accumulator_rule": one_of(*ACCUMULATOR_RULES),
     "weight_scaling": one_of(*WEIGHT_SCALINGS),
-    "learned_lookups": FLAG,
+    "learned_lookups": Constraint(
+        lambda value: FLAG.accepts(value) or (isinstance(value, str) and value == "auto"),
+        "True, False or 'auto'",
+    ),
 }
 # Normalized once checked: integers as int, flags as bool (numpy's types included).
 _CONVERSIONS = {
@@ -70,7 +74,7 @@ _CONVERSIONS = {
     "n_hidden_neurons_min": int,
     "quant_narrow": bool,
     "quant_signed": bool,
-    "learned_lookups": bool,
+    "learned_lookups": lambda value: value if isinstance(value, str) else bool(value),
     "n_input_bits": lambda value: int(value) if is_integer(value) else value,
 }
 
@@ -105,7 +109,7 @@ class NetworkConfig:
     n_hidden_neurons_min: int = 0
     n_input_bits: int | str | None = None
     weight_scaling: str = "max"
-    learned_lookups: bool = False
+    learned_lookups: bool | str = False
 
     def __post_init__(self):
         for name, constraint in PARAMETERS.items():
@@ -194,6 +198,14 @@ class NetworkConfig:
             return self.weight_scaling
         tight = self.n_accum_bits <= AUTO_BUDGET_MSE_MAX_ACCUM_BITS
         return "budget_mse" if tight and self.rule.scales_with_budget else "max"
+
+    @property
+    def learned_lookups_used(self) -> bool:
+        """``learned_lookups`` resolved: ``"auto"`` learns the lookups of data with at most
+        ``nn.lookups.AUTO_MAX_FEATURES`` (8) features, where they won the benchmark."""
+        if self.learned_lookups == "auto":
+            return self.input_dim <= AUTO_MAX_FEATURES
+        return self.learned_lookups
 
     @property
     def input_bit_width(self) -> int:

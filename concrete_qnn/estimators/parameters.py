@@ -36,7 +36,7 @@ def estimator_init(default_criterion):
         module__n_hidden_neurons_min=DEFAULT_HIDDEN_NEURONS_MIN,
         module__n_input_bits="auto",
         module__weight_scaling="auto",
-        module__learned_lookups=False,
+        module__learned_lookups="auto",
         *,
         criterion=default_criterion,
         optimizer=torch.optim.AdamW,

@@ -15,6 +15,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# learned_lookups="auto" learns the lookups of data with at most this many features. Measured
+# by benchmarks/FRONTIER.md (5 folds, 8-bit bound): on the 7 datasets of 2 to 6 features they
+# gain on 6 (6 x 6 checkerboard 0.603 -> 0.872, friedman3 0.903 -> 0.924, circles, swiss roll,
+# Gaussian quantiles, friedman2) and lose 0.013 on the 150-row one; on the 7 of 10 to 64
+# features they are mixed (diabetes 0.476 -> 0.443, breast_cancer 0.9719 -> 0.9649, digits
+# 0.9722 -> 0.9772).
+AUTO_MAX_FEATURES = 8
+
 # Knots of each neuron's function over the accumulator range [-2^(n-1), 2^(n-1)): 33 knots,
 # one every 1/16 of the half range, so a 5-bit lookup's 32 buckets each hold one segment.
 N_KNOTS = 33

@@ -35,6 +35,7 @@ _CONFIG_ATTRIBUTES = _CONFIG_FIELDS | {
     "hidden_width",
     "weight_code_range",
     "weight_scaling_used",
+    "learned_lookups_used",
     "input_bit_width",
     "input_code_range",
     "activation_code_range",
@@ -119,18 +120,22 @@ class SparseQuantNeuralNetwork(nn.Module):
         hold ``weight_largest_code`` (float (n_out,)). ``"auto"`` (the estimators'
         default): ``"budget_mse"`` under ``"l1_budget"`` at ``n_accum_bits <= 7``, where it
         wins the benchmark, else ``"max"``; ``weight_scaling_used`` holds the choice.
-    learned_lookups : bool
+    learned_lookups : bool or "auto"
         Each hidden neuron's activation is a function it learns (``nn.lookups.LearnedLookup``:
         piecewise linear over its accumulator range, starting at ``activation_function``,
         clipped at 0 when that never is negative) instead of the fixed
         ``activation_function``. Under FHE either is one table lookup of the same cost.
+        ``"auto"`` (the estimators' default) learns them for data of at most 8 features
+        (``nn.lookups.AUTO_MAX_FEATURES``), where they won the benchmark;
+        ``learned_lookups_used`` holds the choice.
 
     Attributes
     ----------
     config : NetworkConfig
         The validated parameters (``concrete_qnn.config``). Each of its fields and derived
         values (``hidden_width``, ``weight_code_range``, ``input_bit_width``,
-        ``input_code_range``, ``activation_code_range``, ``weight_scaling_used``) reads as
+        ``input_code_range``, ``activation_code_range``, ``weight_scaling_used``,
+        ``learned_lookups_used``) reads as
         an attribute of the network; ``n_prune_neurons_percentage`` may be set (it is read
         when pruning is enabled), the others are fixed at construction.
     neurons_pruned : bool
@@ -212,7 +217,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         """A fresh activation for a hidden layer of ``width`` neurons: the fixed
         ``activation_function``, or a ``LearnedLookup`` starting from it."""
         config = self.config
-        if config.learned_lookups:
+        if config.learned_lookups_used:
             return LearnedLookup(width, config.activation_function, config.activation_non_negative)
         return config.activation_function()
 
@@ -285,7 +290,7 @@ class SparseQuantNeuralNetwork(nn.Module):
                 if i < self.n_layers - 1:
                     shift = self._lookup_shifts[i]
                     scale = None
-                    if shift or self.learned_lookups:
+                    if shift or self.learned_lookups_used:
                         scale = accumulator_scale(fc, input_scale)
                     if shift:
                         x = read_as_table(x, scale, shift)

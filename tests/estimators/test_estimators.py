@@ -39,7 +39,7 @@ def regression():
 @pytest.mark.parametrize("estimator_class", [QNNClassifier, QNNRegressor])
 def test_module_parameters_are_visible_with_the_module_defaults(estimator_class):
     """Every module parameter is an estimator parameter with the module's default, except
-    the five the estimators choose from the benchmark suites (the module keeps the seed's)."""
+    the six the estimators choose from the benchmark suites (the module keeps the seed's)."""
     params = estimator_class().get_params()
     net = SparseQuantNeuralNetwork(input_dim=1, n_layers=3, n_outputs=1)
     estimator_defaults = {
@@ -48,6 +48,7 @@ def test_module_parameters_are_visible_with_the_module_defaults(estimator_class)
         "n_hidden_neurons_multiplier": 2,
         "n_input_bits": "auto",
         "weight_scaling": "auto",
+        "learned_lookups": "auto",
     }
     for name, default in net.get_config().items():
         if name in ("input_dim", "n_outputs"):

@@ -167,3 +167,19 @@ def test_estimator_learns_the_functions(breast_cancer):
     assert model.certificate_.holds
     assert model.score(X, y) >= 0.93
     assert model.get_params()["module__learned_lookups"] is True
+
+
+def test_auto_learns_the_lookups_of_few_features_only():
+    """``"auto"`` (the estimators' default) learns them up to 8 features."""
+    assert network(input_dim=8, learned_lookups="auto").learned_lookups_used is True
+    assert isinstance(network(input_dim=8, learned_lookups="auto").act0, LearnedLookup)
+    assert network(input_dim=9, learned_lookups="auto").learned_lookups_used is False
+    assert isinstance(network(input_dim=9, learned_lookups="auto").act0, torch.nn.ReLU)
+    assert network(input_dim=30, learned_lookups=np.bool_(True)).learned_lookups_used is True
+    assert network(learned_lookups=False).get_config()["learned_lookups"] is False
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None, "Auto"])
+def test_other_values_are_refused(bad):
+    with pytest.raises(ValueError, match="learned_lookups must be True, False or 'auto'"):
+        network(learned_lookups=bad)
