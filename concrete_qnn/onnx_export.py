@@ -41,7 +41,17 @@ def export_onnx(module, path, input_dim: int, qonnx_domain: bool = False):
     ------
     ImportError
         If the ``onnx`` extra is not installed.
+    NotImplementedError
+        If the module learned its lookups (``learned_lookups_used``): QONNX has no operator
+        for a per-neuron learned function, so such a model is deployed through its integer
+        model (``save``) and FHE artifacts (``save_fhe``), not through ONNX.
     """
+    if module.learned_lookups_used:
+        raise NotImplementedError(
+            "QONNX export covers fixed activations only, and this network learned its "
+            "lookups (learned_lookups_used=True): refit with module__learned_lookups=False "
+            "to export it, or deploy its integer model (save) or FHE artifacts (save_fhe)"
+        )
     try:
         import onnx
         import torch

@@ -25,14 +25,16 @@ def exported(iris, tmp_path_factory):
     Xd, yd = load_diabetes(return_X_y=True)
     Xd, yd = StandardScaler().fit_transform(Xd), (yd - yd.mean()) / yd.std()
     rng = np.random.default_rng(0)
+    fixed = {"module__learned_lookups": False}  # iris' 4 features would learn them
     fitted = {
-        "classifier": (QNNClassifier(random_state=0, max_epochs=5).fit(X, y), X),
+        "classifier": (QNNClassifier(random_state=0, max_epochs=5, **fixed).fit(X, y), X),
         "regressor": (QNNRegressor(random_state=0, max_epochs=5).fit(Xd, yd), Xd),
         # per-neuron scales chosen with the budget (codes of 1 and 2 where 4 would be)
         "budget_mse": (
             QNNClassifier(
                 random_state=0,
                 max_epochs=5,
+                **fixed,
                 module__n_accum_bits=6,
                 module__weight_scaling="budget_mse",
             ).fit(X, y),
@@ -125,3 +127,11 @@ def test_export_runs_as_written_one_row_at_a_time(exported):
     )
     integer = model.module_.to_integer_model(model.integer_model_.head)
     np.testing.assert_array_equal(np.round(rows / integer.scales[-1]), integer.run(X[:3]))
+
+
+def test_learned_lookups_are_refused_by_name(iris, tmp_path):
+    X, y = iris
+    model = QNNClassifier(random_state=0, max_epochs=2).fit(X, y)  # "auto": learned
+    with pytest.raises(NotImplementedError, match="module__learned_lookups=False"):
+        model.export_onnx(tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()

@@ -95,6 +95,9 @@ class FittedModelMethods:
         ------
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
+        NotImplementedError
+            If the network learned its lookups (``module__learned_lookups``, by default on
+            data of at most 8 features): QONNX has no operator for them.
         """
         check_is_fitted(self)
         from concrete_qnn.onnx_export import export_onnx

@@ -285,13 +285,14 @@ class SparseQuantNeuralNetwork(nn.Module):
                 x, fc = getattr(self, f"quant{i}")(x), getattr(self, f"fc{i}")
                 if budgets:  # the bias counts against the budget, in input-scale units
                     fc.parametrizations.weight[0].bias_units = (fc.bias / x.scale).detach()
-                input_scale = x.scale
+                hidden = i < self.n_layers - 1
+                shift = self._lookup_shifts[i] if hidden else 0
+                # Only a rounded or a learned lookup reads the accumulator's scale (an ONNX
+                # export traces tensors that carry none).
+                input_scale = x.scale if shift or (hidden and self.learned_lookups_used) else None
                 x = fc(x)
-                if i < self.n_layers - 1:
-                    shift = self._lookup_shifts[i]
-                    scale = None
-                    if shift or self.learned_lookups_used:
-                        scale = accumulator_scale(fc, input_scale)
+                if hidden:
+                    scale = None if input_scale is None else accumulator_scale(fc, input_scale)
                     if shift:
                         x = read_as_table(x, scale, shift)
                     x = self.activate(i, x, scale)
