@@ -301,8 +301,10 @@ def _check_element_wise(activation_function: type) -> None:
         ) from None
     if not (
         whole.shape == probe.shape
-        and torch.allclose(whole, by_neuron)
-        and torch.allclose(whole, by_row)
+        # Loose enough for a vectorized kernel's rounding (torch's GELU differs by 2e-3 in
+        # its tail between a (4, 6) tensor and its columns), far below any mixing.
+        and torch.allclose(whole, by_neuron, rtol=1e-2, atol=1e-4)
+        and torch.allclose(whole, by_row, rtol=1e-2, atol=1e-4)
     ):
         raise InvalidParameterError(
             f"activation_function must act on each value alone (element-wise), as each "

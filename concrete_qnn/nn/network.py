@@ -123,7 +123,7 @@ class SparseQuantNeuralNetwork(nn.Module):
     learned_lookups : bool or "auto"
         Each hidden neuron's activation is a function it learns (``nn.lookups.LearnedLookup``:
         piecewise linear over its accumulator range, starting at ``activation_function``,
-        clipped at 0 when that never is negative) instead of the fixed
+        clipped at 0 when the activation is never negative) instead of the fixed
         ``activation_function``. Under FHE either is one table lookup of the same cost.
         ``"auto"`` (the estimators' default) learns them for data of at most 8 features
         (``nn.lookups.AUTO_MAX_FEATURES``), where they won the benchmark;
