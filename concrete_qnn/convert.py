@@ -21,6 +21,7 @@ from concrete_qnn.integer import (
     OutputHead,
     require_lookup_bits,
 )
+from concrete_qnn.nn import lookups
 from concrete_qnn.nn.quantizers import BIAS_CODE_RANGE
 
 # Table entries computed at once in to_integer_model: bounds its temporaries (~64 MB).
@@ -207,7 +208,7 @@ def table(
         values = (bucket_low + np.maximum(bucket_high, bucket_low)) / 2.0
         real = torch.as_tensor(values * scale[part, None], dtype=torch.float32)
         unit_scale = torch.as_tensor(scale, dtype=torch.float32)
-        activated = net.activate(layer, real.T, unit_scale, part).T
+        activated = lookups.activate(net, layer, real.T, unit_scale, part).T
         next_codes = torch.round(activated / next_scale).double().numpy()
         chunks.append(np.clip(next_codes, *net.activation_code_range).astype(np.int64))
     return np.concatenate(chunks), first[:, 0].astype(np.int64), shift

@@ -5,6 +5,8 @@ import itertools
 import numpy as np
 import torch
 
+from concrete_qnn.nn import lookups
+
 
 def brevitas_layer_codes(net, layer):
     """Weight codes, bias codes and input codes of one layer, read off Brevitas itself.
@@ -35,7 +37,7 @@ def reached_codes(net, layer, neuron, unit, low, high):
         values = torch.arange(int(low), int(high) + 1).double()
         scale = torch.zeros(getattr(net, f"fc{layer}").out_features)
         scale[neuron] = float(unit)
-        real = net.activate(layer, (values * unit).float()[:, None], scale, [neuron])
+        real = lookups.activate(net, layer, (values * unit).float()[:, None], scale, [neuron])
         codes = getattr(net, f"quant{layer + 1}")(real).int()
     return int(codes.min()), int(codes.max())
 

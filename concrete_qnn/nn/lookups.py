@@ -56,10 +56,8 @@ class LearnedLookup(nn.Module):
 
     def __init__(self, width: int, activation_function=nn.ReLU, non_negative: bool = True):
         super().__init__()
-        knots = torch.linspace(-1.0, 1.0, N_KNOTS)
         with torch.no_grad():
-            start = activation_function()(knots)
-        self.register_buffer("knots", knots)
+            start = activation_function()(torch.linspace(-1.0, 1.0, N_KNOTS))
         self.register_buffer("start", start)
         self.non_negative = non_negative
         self.offsets = nn.Parameter(torch.zeros(width, N_KNOTS))
@@ -101,3 +99,24 @@ class LearnedLookup(nn.Module):
         with torch.no_grad():
             kept.offsets.copy_(self.offsets[neurons])
         return kept.to(self.offsets.device)
+
+
+def make_activation(config, width: int) -> nn.Module:
+    """A fresh activation for a hidden layer of ``width`` neurons of a network configured by
+    ``config`` (``NetworkConfig``): the fixed ``activation_function``, or a
+    ``LearnedLookup`` starting from it where ``config.learned_lookups_used``."""
+    if config.learned_lookups_used:
+        return LearnedLookup(width, config.activation_function, config.activation_non_negative)
+    return config.activation_function()
+
+
+def activate(net, layer: int, z: torch.Tensor, scale, neurons=slice(None)) -> torch.Tensor:
+    """Hidden layer ``layer``'s activation in ``net`` of accumulators' real values ``z``
+    (float (N, n), one column per neuron of ``neurons``), ``scale`` (float (n_out,), or None
+    for a fixed activation) being each neuron's real value of one accumulator unit
+    (``quantizers.accumulator_scale``): what the forward pass and the tables compute."""
+    activation = getattr(net, f"act{layer}")
+    if isinstance(activation, LearnedLookup):
+        unit = scale.reshape(-1)[neurons] * 2.0 ** (net.n_accum_bits - 1)
+        return activation(z, unit, neurons)
+    return activation(z)

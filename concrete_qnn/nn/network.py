@@ -20,8 +20,7 @@ from concrete_qnn import convert, pruning
 from concrete_qnn.accumulator import lookup_bits_per_layer, lsbs_to_remove
 from concrete_qnn.certificate import AccumulatorCertificate
 from concrete_qnn.config import MAX_BITWIDTH_BACKWARD_COMPATIBLE, NetworkConfig
-from concrete_qnn.nn import state
-from concrete_qnn.nn.lookups import LearnedLookup
+from concrete_qnn.nn import lookups, state
 from concrete_qnn.nn.quantizers import (
     accumulator_scale,
     activation_quantizer,
@@ -121,23 +120,18 @@ class SparseQuantNeuralNetwork(nn.Module):
         default): ``"budget_mse"`` under ``"l1_budget"`` at ``n_accum_bits <= 7``, where it
         wins the benchmark, else ``"max"``; ``weight_scaling_used`` holds the choice.
     learned_lookups : bool or "auto"
-        Each hidden neuron's activation is a function it learns (``nn.lookups.LearnedLookup``:
-        piecewise linear over its accumulator range, starting at ``activation_function``,
-        clipped at 0 when the activation is never negative) instead of the fixed
-        ``activation_function``. Under FHE either is one table lookup of the same cost.
-        ``"auto"`` (the estimators' default) learns them for data of at most 8 features
-        (``nn.lookups.AUTO_MAX_FEATURES``), where they won the benchmark;
+        Each hidden neuron learns the function its table holds (``nn.lookups.LearnedLookup``),
+        starting at ``activation_function``; a lookup costs the same under FHE. ``"auto"``
+        (the estimators' default): for at most 8 features (``nn.lookups.AUTO_MAX_FEATURES``);
         ``learned_lookups_used`` holds the choice.
 
     Attributes
     ----------
     config : NetworkConfig
-        The validated parameters (``concrete_qnn.config``). Each of its fields and derived
-        values (``hidden_width``, ``weight_code_range``, ``input_bit_width``,
-        ``input_code_range``, ``activation_code_range``, ``weight_scaling_used``,
-        ``learned_lookups_used``) reads as
-        an attribute of the network; ``n_prune_neurons_percentage`` may be set (it is read
-        when pruning is enabled), the others are fixed at construction.
+        The validated parameters (``concrete_qnn.config``). Its fields and derived values
+        (``hidden_width``, ``weight_code_range``, ``input_bit_width``, ``input_code_range``,
+        ``activation_code_range``, ``weight_scaling_used``, ``learned_lookups_used``) read
+        as attributes of the network; only ``n_prune_neurons_percentage`` may be set.
     neurons_pruned : bool
         Whether structured pruning has removed (or masked) hidden neurons.
     pruning_repairs : dict
@@ -184,7 +178,7 @@ class SparseQuantNeuralNetwork(nn.Module):
             setattr(self, f"quant{i}", quant)
             setattr(self, f"fc{i}", self.make_linear(widths[i], widths[i + 1]))
             if i < config.n_layers - 1:
-                setattr(self, f"act{i}", self.make_activation(widths[i + 1]))
+                setattr(self, f"act{i}", lookups.make_activation(config, widths[i + 1]))
         self.neurons_pruned = False
         self.pruning_repairs = {"weights_dropped": 0, "biases_clamped": 0}
         self._lookup_shifts = [0] * (config.n_layers - 1)  # set by rounded_lookups
@@ -212,24 +206,6 @@ class SparseQuantNeuralNetwork(nn.Module):
         return quant_linear(
             n_in, n_out, config.n_w_bits, config.quant_narrow, config.weight_scaling_used
         )
-
-    def make_activation(self, width: int) -> nn.Module:
-        """A fresh activation for a hidden layer of ``width`` neurons: the fixed
-        ``activation_function``, or a ``LearnedLookup`` starting from it."""
-        config = self.config
-        if config.learned_lookups_used:
-            return LearnedLookup(width, config.activation_function, config.activation_non_negative)
-        return config.activation_function()
-
-    def activate(self, layer: int, z: torch.Tensor, scale: torch.Tensor, neurons=slice(None)):
-        """Hidden layer ``layer``'s activation of accumulators' real values ``z`` (float
-        (N, n), one column per neuron of ``neurons``), ``scale`` (float (n_out,)) being
-        each neuron's real value of one accumulator unit (``quantizers.accumulator_scale``)."""
-        activation = getattr(self, f"act{layer}")
-        if isinstance(activation, LearnedLookup):
-            unit = scale.reshape(-1)[neurons] * 2.0 ** (self.n_accum_bits - 1)
-            return activation(z, unit, neurons)
-        return activation(z)
 
     def linear_layers(self) -> list:
         """The ``fc{i}`` layers (Brevitas ``QuantLinear``), first to last."""
@@ -295,7 +271,7 @@ class SparseQuantNeuralNetwork(nn.Module):
                     scale = None if input_scale is None else accumulator_scale(fc, input_scale)
                     if shift:
                         x = read_as_table(x, scale, shift)
-                    x = self.activate(i, x, scale)
+                    x = lookups.activate(self, i, x, scale)
         return x
 
     @contextlib.contextmanager

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch.nn.utils.parametrize as parametrize
 
+from concrete_qnn.nn import lookups
+
 
 def reduce(net) -> tuple:
     """``net.__reduce__``: rebuild with ``rebuild_network`` from the configuration and
@@ -52,7 +54,7 @@ def resize(net, widths: list[int]) -> None:
         if (fc.in_features, fc.out_features) != (widths[i], widths[i + 1]):
             setattr(net, f"fc{i}", net.make_linear(widths[i], widths[i + 1]))
             if i < net.n_layers - 1 and fc.out_features != widths[i + 1]:
-                setattr(net, f"act{i}", net.make_activation(widths[i + 1]))
+                setattr(net, f"act{i}", lookups.make_activation(net.config, widths[i + 1]))
 
 
 def adopt_structure(net, state_dict: dict, strict: bool) -> None:
