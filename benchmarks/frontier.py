@@ -31,6 +31,7 @@ from it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pickle
@@ -277,6 +278,7 @@ def target_gap(name: str) -> float:
     return LARGE_TARGET_GAP if name in LARGE_DATASETS else TARGET_GAP[ALL_DATASETS[name][1]]
 
 
+@functools.cache  # loads the dataset: once per name
 def defaults_candidate(name: str) -> str:
     """The candidate the estimators' defaults fit on ``name``: 8 bits, with learned lookups
     where ``learned_lookups="auto"`` learns them (at most ``AUTO_MAX_FEATURES`` features)."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from concrete_qnn import QNNClassifier, QNNRegressor
+from concrete_qnn.nn import LearnedLookup
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,8 @@ def test_circuit_bit_width_is_the_certified_one(compiled):
     assert circuit.max_bit_width <= compiled.module_.n_accum_bits
     assert circuit.max_bit_width == compiled.certificate_.max_bits
     assert circuit.n_table_lookups == 8  # two hidden layers of 4 neurons
+    # iris' 4 features learn their lookups by default: these tests run learned tables
+    assert isinstance(compiled.module_.act0, LearnedLookup)
 
 
 @pytest.mark.slow

@@ -120,10 +120,9 @@ class SparseQuantNeuralNetwork(nn.Module):
         default): ``"budget_mse"`` under ``"l1_budget"`` at ``n_accum_bits <= 7``, where it
         wins the benchmark, else ``"max"``; ``weight_scaling_used`` holds the choice.
     learned_lookups : bool or "auto"
-        Each hidden neuron learns the function its table holds (``nn.lookups.LearnedLookup``),
-        starting at ``activation_function``; a lookup costs the same under FHE. ``"auto"``
-        (the estimators' default): for at most 8 features (``nn.lookups.AUTO_MAX_FEATURES``);
-        ``learned_lookups_used`` holds the choice.
+        Each hidden neuron learns its table's function, from ``activation_function`` on, at
+        no FHE cost (``nn.lookups.LearnedLookup``). ``"auto"`` (the estimators' default)
+        learns them for at most 8 features; ``learned_lookups_used`` holds the choice.
 
     Attributes
     ----------
@@ -221,8 +220,7 @@ class SparseQuantNeuralNetwork(nn.Module):
         return [fc.in_features for fc in layers] + [layers[-1].out_features]
 
     def __reduce__(self):
-        # Brevitas layers do not pickle (their injector classes): rebuild from the
-        # configuration, the pruned widths, the pruning state and the state_dict.
+        # Brevitas layers do not pickle (injector classes): rebuilt by nn.state.reduce
         return state.reduce(self)
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
@@ -238,9 +236,8 @@ class SparseQuantNeuralNetwork(nn.Module):
         ------
         ValueError
             If ``strict`` and the state dict holds another number of linear layers, or was
-            saved under the other ``weight_scaling``
-            (it holds ``fc{i}.weight_largest_code`` exactly when saved under
-            ``"budget_mse"``); nothing is loaded then.
+            saved under the other ``weight_scaling`` (it holds ``fc{i}.weight_largest_code``
+            exactly when saved under ``"budget_mse"``); nothing is loaded then.
         """
         state.adopt_structure(self, state_dict, strict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
@@ -263,8 +260,7 @@ class SparseQuantNeuralNetwork(nn.Module):
                     fc.parametrizations.weight[0].bias_units = (fc.bias / x.scale).detach()
                 hidden = i < self.n_layers - 1
                 shift = self._lookup_shifts[i] if hidden else 0
-                # Only a rounded or a learned lookup reads the accumulator's scale (an ONNX
-                # export traces tensors that carry none).
+                # Only rounded or learned lookups read scales (ONNX export's tensors have none)
                 input_scale = x.scale if shift or (hidden and self.learned_lookups_used) else None
                 x = fc(x)
                 if hidden:

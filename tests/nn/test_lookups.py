@@ -183,29 +183,3 @@ def test_auto_learns_the_lookups_of_few_features_only():
 def test_other_values_are_refused(bad):
     with pytest.raises(ValueError, match="learned_lookups must be True, False or 'auto'"):
         network(learned_lookups=bad)
-
-
-@pytest.mark.slow
-def test_learned_circuit_simulates_and_executes_exactly(iris):
-    """Iris has 4 features: the defaults learn its lookups, and the FHE circuit computes
-    the learned tables exactly, on the data and on corner rows far from it."""
-    X, y = iris
-    model = QNNClassifier(
-        random_state=0,
-        max_epochs=10,
-        module__n_hidden_neurons_multiplier=1,
-        module__n_hidden_neurons_min=0,
-        rounding_threshold_bits=3,
-    ).fit(X, y)
-    assert isinstance(model.module_.act0, LearnedLookup)
-    model.compile(X[:20])
-    integer = model.integer_model_
-    low, high = integer.input_range
-    pick = np.random.default_rng(2).random((500, integer.n_features_in)) < 0.5
-    corners = np.where(pick, low, high) * integer.input_scale
-    for rows in (X, corners):
-        np.testing.assert_array_equal(
-            model.predict_proba(rows, fhe="simulate"), model.predict_proba(rows)
-        )
-    rows = X[[0, 75]]
-    np.testing.assert_array_equal(model.predict(rows, fhe="execute"), model.predict(rows))
