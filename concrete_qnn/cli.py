@@ -32,6 +32,9 @@ from concrete_qnn.cli_data import (
     separator_argument,
 )
 
+# --learned-lookups: the choices and the module__learned_lookups each stands for.
+LEARNED_LOOKUPS = {"auto": "auto", "yes": True, "no": False}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -63,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-a-bits", type=int, default=3, help="activation bits (default 3)")
     train.add_argument(
         "--n-accum-bits", type=int, default=8, help="accumulator bound in bits (default 8)"
+    )
+    train.add_argument(
+        "--learned-lookups",
+        choices=sorted(LEARNED_LOOKUPS),
+        default="auto",
+        help="whether each hidden neuron learns the function its table holds: yes, no, or "
+        "auto (the default: as the estimators, yes on data of few features)",
     )
     train.add_argument("--random-state", type=int, default=0)
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -137,6 +147,7 @@ def train(args) -> None:
         module__n_w_bits=args.n_w_bits,
         module__n_a_bits=args.n_a_bits,
         module__n_accum_bits=args.n_accum_bits,
+        module__learned_lookups=LEARNED_LOOKUPS[args.learned_lookups],
         max_epochs=args.epochs,
         random_state=args.random_state,
         progress_bar=not args.no_progress,
@@ -158,6 +169,7 @@ def train(args) -> None:
         f"{data.name}: {len(X_train)} training rows, {len(X_test)} held-out rows, "
         f"{args.n_w_bits}-bit weights, {estimator.module_.input_bit_width}-bit inputs, "
         f"{args.n_a_bits}-bit activations, "
+        f"{'learned' if estimator.module_.config.learned_lookups_used else 'fixed'} lookups, "
         f"{estimator.module_.weight_scaling_used} weight scaling, "
         f"{args.epochs} epochs in {seconds:.1f} s"
     )

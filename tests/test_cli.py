@@ -38,15 +38,37 @@ def test_train_prints_the_score_and_a_certificate_that_holds(capsys):
     assert 0.6 < score <= 1.0
     assert "bound 8 bits: holds" in out
     assert out.count("\n  fc") == 3
-    assert "3-bit activations, max weight scaling, 15 epochs" in out  # "auto" at 8 bits
+    assert "3-bit activations, learned lookups, max weight scaling, 15 epochs" in out
 
 
 def test_train_names_the_weight_scaling_auto_chose(capsys):
     arguments = ["train", "--dataset", "iris", "--epochs", "2", "--n-accum-bits", "6"]
     assert main([*arguments, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "4-bit inputs, 3-bit activations, budget_mse weight scaling" in out
+    assert "4-bit inputs, 3-bit activations, learned lookups, budget_mse weight scaling" in out
     assert "bound 6 bits: holds" in out
+
+
+@pytest.mark.parametrize(
+    ("choice", "used"), [("auto", "learned"), ("yes", "learned"), ("no", "fixed")]
+)
+def test_train_takes_and_names_the_lookups(choice, used, capsys):
+    arguments = ["train", "--dataset", "iris", "--epochs", "2", "--learned-lookups", choice]
+    assert main([*arguments, "--no-progress"]) == 0
+    assert f"3-bit activations, {used} lookups, max weight scaling" in capsys.readouterr().out
+
+
+def test_train_with_a_wide_dataset_keeps_fixed_lookups_under_auto(capsys):
+    arguments = ["train", "--dataset", "breast_cancer", "--epochs", "1", "--no-progress"]
+    assert main(arguments) == 0
+    assert "fixed lookups" in capsys.readouterr().out  # 30 features
+
+
+def test_train_refuses_an_unknown_lookups_choice(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--dataset", "iris", "--learned-lookups", "true"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'true'" in capsys.readouterr().err
 
 
 def test_train_shows_a_progress_bar_by_default(capsys):
