@@ -30,8 +30,7 @@ def test_distillation_scores_against_the_datasets_own_labels():
 
 def test_report_gives_each_levers_change_and_gap_to_the_stored_ceiling():
     results = {
-        ("hastie_10_2", lever): {"scores": [0.87, 0.88], "seconds": 10.0}
-        for lever in levers.LEVERS
+        ("hastie_10_2", lever): {"scores": [0.87, 0.88], "seconds": 10.0} for lever in levers.LEVERS
     }
     results["hastie_10_2", "200 epochs"] = {"scores": [0.92, 0.93], "seconds": 30.0}
     text = levers.report(results, ["hastie_10_2"], 2, "python -m benchmarks.levers")
