@@ -32,6 +32,18 @@ from concrete_qnn.cli_data import (
     separator_argument,
 )
 
+
+def positive_integer(text: str) -> int:
+    """argparse's type for a count of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
 # --learned-lookups: the choices and the module__learned_lookups each stands for.
 LEARNED_LOOKUPS = {"auto": "auto", "yes": True, "no": False}
 
@@ -61,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "prints which and why)",
     )
     train.add_argument("--output", type=Path, help="save the model here (.npz)")
-    train.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
+    train.add_argument(
+        "--epochs",
+        type=positive_integer,
+        help="training epochs (default: as the estimators, 200 with learned lookups, else 60)",
+    )
     train.add_argument("--n-w-bits", type=int, default=3, help="weight bits (default 3)")
     train.add_argument("--n-a-bits", type=int, default=3, help="activation bits (default 3)")
     train.add_argument(
@@ -148,7 +164,7 @@ def train(args) -> None:
         module__n_a_bits=args.n_a_bits,
         module__n_accum_bits=args.n_accum_bits,
         module__learned_lookups=LEARNED_LOOKUPS[args.learned_lookups],
-        max_epochs=args.epochs,
+        max_epochs="auto" if args.epochs is None else args.epochs,
         random_state=args.random_state,
         progress_bar=not args.no_progress,
     )
@@ -171,7 +187,7 @@ def train(args) -> None:
         f"{args.n_a_bits}-bit activations, "
         f"{'learned' if estimator.module_.config.learned_lookups_used else 'fixed'} lookups, "
         f"{estimator.module_.weight_scaling_used} weight scaling, "
-        f"{args.epochs} epochs in {seconds:.1f} s"
+        f"{estimator.max_epochs_} epochs in {seconds:.1f} s"
     )
     print(f"held-out {metric}: {score:.4f}")
     print("accumulator certificate (worst case over every reachable input code):")

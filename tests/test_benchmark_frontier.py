@@ -26,7 +26,15 @@ def test_large_twins_take_three_folds():
     assert frontier.candidates_of("regression_100k", frontier.CANDIDATES) == list(
         frontier.LARGE_CANDIDATES
     )
-    assert frontier.candidates_of("wine", frontier.CANDIDATES) == list(frontier.CANDIDATES)
+    assert frontier.candidates_of("circles", frontier.CANDIDATES) == list(frontier.CANDIDATES)
+    # 13 features: the defaults keep 60 epochs and fixed lookups there
+    assert frontier.candidates_of("wine", frontier.CANDIDATES) == [
+        candidate
+        for candidate in frontier.CANDIDATES
+        if candidate not in frontier.FEW_FEATURE_CANDIDATES
+    ]
+    assert frontier.defaults_candidate("wine") == "8 bits"
+    assert frontier.defaults_candidate("circles") == "8 bits, learned lookups, 200 epochs"
 
 
 def _results():

@@ -19,6 +19,7 @@ def test_teacher_logits_are_centred_clipped_and_rank_as_the_teacher():
     np.testing.assert_array_equal(teacher.classes_[logits.argmax(axis=1)], teacher.predict(X))
 
 
+@pytest.mark.slow
 def test_distillation_scores_against_the_datasets_own_labels():
     # Hastie's labels are -1 and +1: the student's largest output is read through the
     # teacher's classes_, not compared as an index.
@@ -34,14 +35,30 @@ def test_report_gives_each_levers_change_and_gap_to_the_stored_ceiling():
     }
     results["hastie_10_2", "200 epochs"] = {"scores": [0.92, 0.93], "seconds": 30.0}
     text = levers.report(results, ["hastie_10_2"], 2, "python -m benchmarks.levers")
+    assert "mean over 2 of the benchmark's 5 folds (fewer folds: differences of a point" in text
     assert "Float ceiling 0.9370 (MLP)." in text  # frontier.json's
     assert "| defaults | 0.8750 | 0.870 0.880 | +0.0000 | +0.0620 | no | 10 |" in text
     assert "| 200 epochs | 0.9250 | 0.920 0.930 | +0.0500 | +0.0120 | yes | 30 |" in text
     assert text.count("\n| ") == 2 + len(levers.LEVERS)  # header, rule, one row a lever
 
 
-def test_main_refuses_regression_and_unknown_datasets(capsys):
-    for name in ("diabetes", "no_such_data"):
-        with pytest.raises(SystemExit):
-            levers.main(["--datasets", name])
-        assert "classification datasets of benchmarks.protocol only" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--datasets", "diabetes"],
+            "not a classification dataset of benchmarks.protocol: diabetes",
+        ),
+        (["--datasets", "no_such_data"], "not a classification dataset"),
+        (["--datasets", "classification_100k"], "not a classification dataset"),  # 3 folds
+        (["--folds", "0"], "--folds takes 1 to 5 and --jobs at least 1"),
+        (["--folds", "6"], "--folds takes 1 to 5"),
+        (["--jobs", "0"], "--jobs at least 1"),
+    ],
+)
+def test_main_refuses_what_it_cannot_measure_before_writing(arguments, message, capsys):
+    before = levers.REPORT.read_text()
+    with pytest.raises(SystemExit):
+        levers.main(arguments)
+    assert message in capsys.readouterr().err
+    assert levers.REPORT.read_text() == before

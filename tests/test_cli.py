@@ -64,6 +64,20 @@ def test_train_with_a_wide_dataset_keeps_fixed_lookups_under_auto(capsys):
     assert "fixed lookups" in capsys.readouterr().out  # 30 features
 
 
+def test_train_epochs_default_to_the_estimators_auto(capsys):
+    arguments = ["train", "--dataset", "breast_cancer", "--no-progress"]
+    assert main(arguments) == 0  # 30 features: fixed lookups, 60 epochs
+    assert "max weight scaling, 60 epochs in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("value", "message"), [("0", "0 is below 1"), ("x", "'x' is not an")])
+def test_train_refuses_epochs_below_one_naming_the_option(value, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--dataset", "iris", "--epochs", value])
+    assert exited.value.code == 2
+    assert f"argument --epochs: {message}" in capsys.readouterr().err
+
+
 def test_train_refuses_an_unknown_lookups_choice(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["train", "--dataset", "iris", "--learned-lookups", "true"])

@@ -23,6 +23,7 @@ from skorch import NeuralNet
 from skorch.utils import to_tensor
 
 from concrete_qnn.estimators import lifecycle, validation
+from concrete_qnn.estimators.parameters import auto_max_epochs
 from concrete_qnn.nn.network import SparseQuantNeuralNetwork
 from concrete_qnn.training import batching
 from concrete_qnn.training.callbacks import default_callbacks, pruning_last
@@ -256,9 +257,16 @@ class QNNEstimatorBase:
         self.batch_size_, self.learning_rate_factor_ = batching.auto_batching(
             self.batch_size, len(data.X)
         )
+        self.max_epochs_ = (
+            auto_max_epochs(self.module_.config.learned_lookups_used)
+            if self.max_epochs == "auto"
+            else int(self.max_epochs)
+        )
         rounding = self.module_.rounded_lookups(self.rounding_threshold_bits)
         with self._training_loop(), rounding:
-            NeuralNet.partial_fit(self, data.inputs, data.y, **data.split_params)
+            NeuralNet.partial_fit(
+                self, data.inputs, data.y, epochs=self.max_epochs_, **data.split_params
+            )
         lifecycle.build_integer_model(self)
 
     @contextmanager

@@ -21,7 +21,7 @@ from sklearn.utils.validation import (
 )
 
 from concrete_qnn.accumulator import lookup_bits_per_layer
-from concrete_qnn.constraints import Constraint, integer_at_least, is_integer, number_in
+from concrete_qnn.constraints import Constraint, is_integer, number_in
 from concrete_qnn.exceptions import InvalidParameterError
 from concrete_qnn.integer import require_lookup_bits
 from concrete_qnn.nn.network import SparseQuantNeuralNetwork
@@ -39,7 +39,12 @@ SETTINGS = {
         lambda value: value is None or is_integer(value), "None or an integer"
     ),
     # skorch trains nothing at 0 and the model would still be certified and fitted
-    "max_epochs": integer_at_least(1),
+    "max_epochs": Constraint(
+        lambda value: (
+            (isinstance(value, str) and value == "auto") or (is_integer(value) and value >= 1)
+        ),
+        '"auto" or an integer >= 1',
+    ),
     # else torch's sampler refuses it mid-fit, after the network was rebuilt
     "batch_size": Constraint(
         lambda value: (

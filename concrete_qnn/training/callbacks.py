@@ -11,7 +11,7 @@ import math
 
 from skorch.callbacks import Callback, LRScheduler, ProgressBar
 
-from concrete_qnn.training.progress import EpochProgressBar, LongFitNotice
+from concrete_qnn.training.progress import EpochProgressBar, LongFitNotice, training_epochs
 
 PRUNING = "accumulator_pruning"
 
@@ -53,7 +53,7 @@ class CosineLearningRate(Callback):
         self.epoch_ = 0
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        factor = (1.0 + math.cos(math.pi * self.epoch_ / net.max_epochs)) / 2.0
+        factor = (1.0 + math.cos(math.pi * self.epoch_ / training_epochs(net))) / 2.0
         for group, initial in zip(net.optimizer_.param_groups, self.initial_lrs_, strict=True):
             group["lr"] = initial * factor
         net.history.record("lr", self.initial_lrs_[0] * factor)

@@ -23,6 +23,13 @@ from skorch.callbacks import Callback, ProgressBar
 
 from concrete_qnn.training.batching import ITERATORS
 
+
+def training_epochs(net) -> int:
+    """The epochs of the net's training call: the estimators' ``max_epochs_`` (what
+    ``max_epochs="auto"`` resolved to), else skorch's ``max_epochs``."""
+    return getattr(net, "max_epochs_", None) or net.max_epochs
+
+
 # A fit expected to take longer says so at its start.
 LONG_FIT_SECONDS = 60.0
 # The estimate is made after this long, or at the end of the first epoch if sooner; the first
@@ -43,7 +50,7 @@ class EpochProgressBar(ProgressBar):
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
         self.epoch_ += 1
-        self.pbar_.set_description(f"epoch {self.epoch_}/{net.max_epochs}")
+        self.pbar_.set_description(f"epoch {self.epoch_}/{training_epochs(net)}")
 
 
 class LongFitNotice(Callback):
@@ -78,13 +85,14 @@ class LongFitNotice(Callback):
         if elapsed < MEASURE_SECONDS and self.steps_done_ < self.steps_per_epoch_:
             return
         self.start_ = None  # one estimate per training call
-        steps = self.steps_per_epoch_ * net.max_epochs
+        steps = self.steps_per_epoch_ * training_epochs(net)
         estimate = elapsed / self.steps_done_ * steps
         if estimate > self.seconds:
             logger.warning(
                 f"concrete_qnn: this fit is expected to take about {_duration(estimate)}: "
-                f"{net.max_epochs} epochs of {self.steps_per_epoch_:,} steps on {self.rows_:,} "
-                f"rows ({steps:,} steps, {elapsed / self.steps_done_:.2f} s each over the first "
+                f"{training_epochs(net)} epochs of {self.steps_per_epoch_:,} steps on "
+                f"{self.rows_:,} rows ({steps:,} steps, {elapsed / self.steps_done_:.2f} s each "
+                "over the first "
                 f"{self.steps_done_}); progress_bar=True shows its progress"
             )
 

@@ -25,7 +25,7 @@ def fitted(iris):
     [
         ({"progress_bar": 1}, "progress_bar must be True or False, got 1"),
         ({"random_state": 1.5}, "random_state must be None or an integer, got 1.5"),
-        ({"max_epochs": 0}, "max_epochs must be an integer >= 1, got 0"),
+        ({"max_epochs": 0}, 'max_epochs must be "auto" or an integer >= 1, got 0'),
         ({"batch_size": 0}, 'batch_size must be "auto", an integer >= 1, or -1'),
         (
             {"module__n_accum_bits": 20, "rounding_threshold_bits": None},

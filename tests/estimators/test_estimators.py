@@ -398,7 +398,9 @@ def test_max_epochs_below_one_is_refused_and_the_fitted_model_kept(iris, fitted,
     model = copy.deepcopy(fitted)
     expected = model.predict(iris[0])
     model.set_params(max_epochs=epochs)
-    with pytest.raises(ValueError, match=f"max_epochs must be an integer >= 1, got {epochs!r}"):
+    with pytest.raises(
+        ValueError, match=f'max_epochs must be "auto" or an integer >= 1, got {epochs!r}'
+    ):
         model.fit(*iris)
     np.testing.assert_array_equal(model.predict(iris[0]), expected)
 
