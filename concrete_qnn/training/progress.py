@@ -1,5 +1,6 @@
 """What a fit says while it runs: the progress bar's epoch counter, and one line at the start
-of a fit expected to take more than a minute.
+of a fit expected to take more than a minute; both count ``training_epochs``, the epochs the
+training call runs (``max_epochs="auto"`` resolved).
 
 ``EpochProgressBar`` is skorch's ``ProgressBar`` (one bar per epoch, restarted each epoch)
 with ``epoch k/N`` in front, so the restarts count towards an end. ``LongFitNotice`` times the
