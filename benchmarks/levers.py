@@ -133,9 +133,9 @@ def report(results: dict, datasets, n_folds: int, command: str) -> str:
         f"lever. Accuracy: mean over {n_folds} of the benchmark's {N_FOLDS} folds"
         + ("" if n_folds == N_FOLDS else " (fewer folds: differences of a point are noise)")
         + "; change: the lever's",
-        "score minus the defaults'; gap: the float ceiling (from `frontier.json`) minus the",
-        f"score, the target at most {TARGET_GAP}. Machine: {os.cpu_count()} CPU(s), one torch",
-        "thread per process.",
+        "score minus the defaults' (every lever starts from the estimator's defaults at 60",
+        "epochs); gap: the float ceiling (from `frontier.json`) minus the score, the target",
+        f"at most {TARGET_GAP}. Machine: {os.cpu_count()} CPU(s), one torch thread per process.",
         "",
     ]
     for name in datasets:
