@@ -316,6 +316,8 @@ def defaults_candidate(name: str) -> str:
 def summary(store: Store, datasets, candidates) -> list[str]:
     """Per candidate: datasets within their target gap, mean and largest gap, and s/row
     against the peer's on each timed dataset."""
+    from concrete_qnn.nn.lookups import AUTO_MAX_FEATURES
+
     measured = [name for name in datasets if _key("ceiling", name) in store]
     timed = [name for name in PEER_DATASETS if name in measured]
     headers = ["setting", "within target", "mean gap", "largest gap (dataset)"]
@@ -325,7 +327,7 @@ def summary(store: Store, datasets, candidates) -> list[str]:
     if skipped and any(name in LARGE_DATASETS for name in measured):
         lines += [
             f"Not run at 100,000 rows: {'; '.join(f'`{name}`' for name in skipped)}.",
-            "Run only on data of at most 8 features, where the defaults fit it: "
+            f"Run only on data of at most {AUTO_MAX_FEATURES} features, where the defaults fit it: "
             + "; ".join(f"`{name}`" for name in FEW_FEATURE_CANDIDATES if name in candidates)
             + ". The defaults' row takes, per dataset, the setting the estimators' defaults",
             "fit there.",

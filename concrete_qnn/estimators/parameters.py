@@ -28,6 +28,12 @@ def auto_max_epochs(learned_lookups_used: bool) -> int:
     return LEARNED_LOOKUPS_MAX_EPOCHS if learned_lookups_used else DEFAULT_MAX_EPOCHS
 
 
+def training_epochs(max_epochs, learned_lookups_used: bool) -> int:
+    """The epochs a training call runs: ``auto_max_epochs`` for ``"auto"``, else
+    ``max_epochs`` (validated before training)."""
+    return auto_max_epochs(learned_lookups_used) if max_epochs == "auto" else int(max_epochs)
+
+
 # Fewest neurons per hidden layer: 2 features times the multiplier 4 are too few to bend a
 # boundary (make_circles 5-fold accuracy: 0.859 at 8 neurons, 0.959 at 64; benchmarks/SUITES.md).
 DEFAULT_HIDDEN_NEURONS_MIN = 64
