@@ -23,7 +23,7 @@ from skorch import NeuralNet
 from skorch.utils import to_tensor
 
 from concrete_qnn.estimators import lifecycle, validation
-from concrete_qnn.estimators.parameters import training_epochs
+from concrete_qnn.estimators.parameters import resolved_max_epochs
 from concrete_qnn.nn.network import SparseQuantNeuralNetwork
 from concrete_qnn.training import batching
 from concrete_qnn.training.callbacks import default_callbacks, pruning_last
@@ -257,7 +257,7 @@ class QNNEstimatorBase:
         self.batch_size_, self.learning_rate_factor_ = batching.auto_batching(
             self.batch_size, len(data.X)
         )
-        self.max_epochs_ = training_epochs(
+        self.max_epochs_ = resolved_max_epochs(
             self.max_epochs, self.module_.config.learned_lookups_used
         )
         rounding = self.module_.rounded_lookups(self.rounding_threshold_bits)

@@ -28,7 +28,7 @@ def auto_max_epochs(learned_lookups_used: bool) -> int:
     return LEARNED_LOOKUPS_MAX_EPOCHS if learned_lookups_used else DEFAULT_MAX_EPOCHS
 
 
-def training_epochs(max_epochs, learned_lookups_used: bool) -> int:
+def resolved_max_epochs(max_epochs, learned_lookups_used: bool) -> int:
     """The epochs a training call runs: ``auto_max_epochs`` for ``"auto"``, else
     ``max_epochs`` (validated before training)."""
     return auto_max_epochs(learned_lookups_used) if max_epochs == "auto" else int(max_epochs)
